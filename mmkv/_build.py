@@ -1,0 +1,45 @@
+"""The cffi builder: compiles native/*.c into mmkv._core (out-of-line API mode).
+
+The cdef is the part of native/mmkv.h between its cdef markers, so the C header stays the
+one description of the API.  setup.py names this file in cffi_modules; nothing is compiled
+at import time.
+"""
+import os
+import sysconfig
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+NATIVE = os.path.join(ROOT, "native")
+SOURCES = ["format.c", "os.c", "guard.c", "lock.c", "table.c", "commit.c", "recover.c", "store.c"]
+
+
+def _cdef():
+    with open(os.path.join(NATIVE, "mmkv.h"), encoding="utf-8") as f:
+        text = f.read()
+    return text.split("/* cdef-begin */", 1)[1].split("/* cdef-end */", 1)[0]
+
+
+def _flags():
+    flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-pthread"]
+    extra = os.environ.get("MMKV_CFLAGS")
+    if extra:
+        flags += extra.split()
+    return flags
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "mmkv._core",
+    '#include "mmkv.h"',
+    sources=[os.path.relpath(os.path.join(NATIVE, s), ROOT) for s in SOURCES],
+    include_dirs=[os.path.relpath(NATIVE, ROOT)],
+    extra_compile_args=_flags(),
+    extra_link_args=["-pthread"] + os.environ.get("MMKV_LDFLAGS", "").split(),
+    py_limited_api=not sysconfig.get_config_var("Py_GIL_DISABLED"),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

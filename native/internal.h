@@ -1,0 +1,139 @@
+/* internal.h - what the core's files share: the handle, its view of the mapping, and the
+ * functions each file exports to the others.  Not installed; not part of the C API.
+ */
+#ifndef MMKV_INTERNAL_H
+#define MMKV_INTERNAL_H
+
+#include "format.h"
+#include "mmkv.h"
+
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+/* ---- os.c: the only file that calls the OS; every call goes through this table ---- */
+
+struct os_vtable {
+    int (*open)(const char *path, int flags, unsigned mode);
+    int (*close)(int fd);
+    int (*fstat_size)(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino);
+    int (*fallocate)(int fd, uint64_t off, uint64_t len);
+    int (*ftruncate)(int fd, uint64_t len);
+    int (*fdatasync)(int fd);
+    int (*pwrite)(int fd, const void *buf, size_t len, uint64_t off);
+    int (*rename)(const char *from, const char *to);
+    int (*unlink)(const char *path);
+    int (*fsync_dir)(const char *path);
+};
+
+extern struct os_vtable os_vt;
+
+int os_ofd_lock(int fd, int type, uint64_t start, int wait);   /* type: F_RDLCK/F_WRLCK/F_UNLCK */
+void *os_reserve(size_t len);
+int os_map_fixed(void *addr, size_t len, int fd, uint64_t off, int writable);
+void *os_map(size_t len, int fd, uint64_t off, int writable);
+void os_unmap(void *addr, size_t len);
+void os_boot_id(uint8_t out[16]);
+void os_random(void *buf, size_t len);
+uint64_t os_now_ns(void);
+int os_shm_path(const char *name, char *out, size_t cap);
+
+/* ---- guard.c: the SIGBUS guard around every access to the mapping ---- */
+
+int guard_install(void);
+void guard_arm(sigjmp_buf *env);
+void guard_disarm(void);
+
+/* ---- the handle ---- */
+
+/* One reservation of address space with the file mapped at its start.  A reservation is
+ * replaced (never moved) when the file outgrows it; old ones are unmapped at close. */
+struct mapping {
+    uint8_t *base;
+    size_t reserved_len;
+    _Atomic size_t len;          /* bytes of the file mapped at base */
+    struct mapping *older;
+};
+
+struct mmkv_store {
+    int fd;
+    int readonly;
+    int durable;
+    int shm;
+    pid_t pid;                   /* the process that opened it (fork detection) */
+    char *path;
+    uint64_t dev, ino;
+    uint8_t sipkey[16];          /* copied from the validated header */
+    uint32_t max_klen;
+    uint64_t max_vlen;
+    _Atomic(struct mapping *) map;
+    pthread_mutex_t map_mu;      /* process-local: serialises mapping changes */
+    struct fmt_lockpage *lockpg; /* own 4 KiB mapping; never moves while the mutex is held */
+    _Atomic int inflight;        /* calls in progress; close waits for 0 */
+    _Atomic int closed;
+    _Atomic int user_locks;      /* mmkv_lock depth taken through this handle */
+    uint64_t popitem_hint;       /* slot where popitem starts looking (under the lock) */
+    struct mmkv_store *next_open;/* registry of open handles (fork) */
+};
+
+/* A snapshot of the mapping for one operation. */
+struct view {
+    uint8_t *base;
+    uint64_t len;
+};
+
+static inline struct fmt_header *view_hdr(const struct view *v) { return (struct fmt_header *)v->base; }
+
+/* store.c */
+void store_view(mmkv_store *s, struct view *v);
+int store_extend(mmkv_store *s, struct view *v, uint64_t need);  /* map up to file_size */
+
+/* lock.c */
+void lock_init(struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);
+int lock_stamp_matches(const struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);
+int lock_acquire(mmkv_store *s, struct view *v);
+void lock_release(mmkv_store *s);
+
+/* table.c */
+struct table {
+    uint64_t off;                /* chunk offset */
+    uint64_t cap;
+    _Atomic uint64_t *slots;
+};
+
+struct probe {
+    uint64_t found;              /* slot index of the key, or UINT64_MAX */
+    uint64_t free;               /* first TOMB or the EMPTY ending the run, or UINT64_MAX */
+    const struct fmt_record *rec;/* the key's record when found */
+};
+
+int table_get(mmkv_store *s, struct view *v, uint64_t desc, struct table *t);
+int table_record(mmkv_store *s, struct view *v, uint64_t w, const struct fmt_record **out);
+int table_probe(mmkv_store *s, struct view *v, const struct table *t, uint64_t hash,
+                const char *key, size_t klen, int writer, struct probe *p);
+int table_make_room(mmkv_store *s, struct view *v);   /* rebuild if an insert would pass the load limit */
+int table_reset(mmkv_store *s, struct view *v);       /* clear: CLEAR record + fresh empty table */
+uint64_t table_initial_lg(uint64_t capacity);
+
+/* commit.c */
+struct change {
+    uint64_t slot_off;           /* file offset of the slot to publish */
+    uint64_t new_w;              /* slot word to publish */
+    uint64_t new_count;
+    uint64_t new_garbage;
+    uint64_t new_used;
+};
+
+int commit_ensure_space(mmkv_store *s, struct view *v, uint64_t end);
+int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const char *key,
+                  size_t klen, const char *val, size_t vlen, struct change *c);
+void commit_recover(struct view *v);
+void commit_write_header(struct fmt_record *r, int type, uint32_t klen, uint32_t vlen,
+                         uint64_t seq, uint64_t epoch, uint64_t hash);
+
+/* recover.c */
+int recover_check(mmkv_store *s, struct view *v, char *report, size_t cap,
+                  struct mmkv_check_report *out);
+int recover_scan(mmkv_store *s, struct view *v);      /* power loss: rebuild from the log */
+
+#endif

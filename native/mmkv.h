@@ -1,0 +1,155 @@
+/* mmkv.h - the public C API of the mmkv core, and nothing else.
+ *
+ * A store is one file (or one POSIX shared-memory object) holding a header page, a lock
+ * page and an append-only arena of CRC32C-checked records indexed by a hash table of
+ * 8-byte atomic slots.  Readers take no lock; writers are serialised across processes by
+ * one robust, recursive, process-shared mutex.  See shared/DESIGN.md for the protocols.
+ *
+ * Conventions of every function below:
+ *   - returns 0 (or a non-negative count/length) on success, a negative MMKV_E* code, or
+ *     -errno for a failed system call; results go to out-parameters;
+ *   - never aborts, exits or prints; bytes read from the file are treated as hostile;
+ *   - is thread-safe on one handle: the Python binding calls it with the GIL released;
+ *   - memory passed in stays owned by the caller; nothing returned must be freed except the
+ *     handle itself (mmkv_free).
+ *
+ * The part between the cdef markers is read verbatim by mmkv/_build.py as the cffi cdef,
+ * so it holds only declarations and integer #defines that cffi can parse.
+ */
+#ifndef MMKV_H
+#define MMKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* cdef-begin */
+
+/* Error codes live in a reserved negative range, clear of -errno. */
+#define MMKV_ENOTFOUND   -30001  /* the key is absent */
+#define MMKV_ECORRUPT    -30002  /* damage found in the file */
+#define MMKV_ENOTSTORE   -30003  /* the file is not an mmkv store (magic, version, size) */
+#define MMKV_ETOOBIG     -30004  /* key or value over the store's limit */
+#define MMKV_ERDONLY     -30005  /* write on a handle opened with "r" */
+#define MMKV_ECLOSED     -30006  /* the handle is closed */
+#define MMKV_EFAULT      -30007  /* the mapping faulted (file truncated underneath: SIGBUS) */
+#define MMKV_EBUFSIZE    -30008  /* the caller's buffer is too small; *need says how big */
+#define MMKV_EVALUE      -30009  /* incr on a value that is not a decimal int64 */
+#define MMKV_ERANGE      -30010  /* incr result outside int64 */
+#define MMKV_EBUSY       -30011  /* close refused: a thread of this process holds lock() */
+#define MMKV_ESWITCHED   -30012  /* iteration: the table was rebuilt; see mmkv_iter_scan */
+#define MMKV_EFULL       -30013  /* the hash table reached its maximum capacity */
+#define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
+#define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */
+
+/* Open flags, as dbm's "r", "w", "c", "n"; OR in MMKV_OPEN_SHM for a shared-memory name. */
+#define MMKV_OPEN_READ    1
+#define MMKV_OPEN_WRITE   2
+#define MMKV_OPEN_CREATE  3
+#define MMKV_OPEN_NEW     4
+#define MMKV_OPEN_SHM     256
+
+typedef struct mmkv_store mmkv_store;
+
+/* Tuning knobs; a zero field means "the default".  Only a new store takes the geometry. */
+struct mmkv_options {
+    uint64_t initial_capacity;   /* table slots of a new store (rounded up to a power of 2) */
+    uint64_t max_value_len;      /* default 64 MiB, at most 1 GiB */
+    uint32_t max_key_len;        /* default 65535, at most 16 MiB */
+    int durable;                 /* 1: every write is on stable storage when it returns */
+};
+
+struct mmkv_stats {
+    uint64_t count;              /* live keys */
+    uint64_t file_size;          /* bytes allocated to the file */
+    uint64_t tail;               /* end of the log */
+    uint64_t reclaimable_bytes;  /* dead records, old tables, padding */
+    uint64_t table_capacity;     /* slots of the current table */
+    uint64_t table_used;         /* live + tombstone slots */
+    uint64_t synced_tail;        /* log prefix known to be on stable storage */
+    uint64_t seq;                /* sequence number of the last record */
+    uint64_t epoch;
+    uint64_t max_key_len;
+    uint64_t max_value_len;
+    uint64_t format_version;
+};
+
+struct mmkv_check_report {
+    uint64_t records;            /* records walked in the log */
+    uint64_t live;               /* live keys in the replay */
+    uint64_t problems;           /* 0 when the store is sound */
+};
+
+/* Open or create a store.  flag: MMKV_OPEN_* (| MMKV_OPEN_SHM); mode: permission bits of a
+ * new file; opt may be NULL.  On success *out is a handle to release with mmkv_close and
+ * then mmkv_free.  Errors: MMKV_ENOTSTORE for a foreign file (left untouched),
+ * MMKV_ECORRUPT for damage, -ENOENT for a missing store with "r"/"w", -errno otherwise. */
+int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_options *opt,
+              mmkv_store **out);
+
+/* Flush and release the mappings and file; the handle memory stays valid until mmkv_free.
+ * Closing twice returns 0.  MMKV_EBUSY if a thread of this process holds mmkv_lock on it. */
+int mmkv_close(mmkv_store *s);
+void mmkv_free(mmkv_store *s);
+
+/* Copy the value of key into buf (capacity cap).  Returns the value length; if it is larger
+ * than cap nothing was copied and the caller retries with a buffer of that size. */
+int64_t mmkv_get(mmkv_store *s, const char *key, size_t klen, char *buf, size_t cap);
+int mmkv_contains(mmkv_store *s, const char *key, size_t klen);   /* 1, 0 or error */
+int64_t mmkv_count(mmkv_store *s);
+
+int mmkv_put(mmkv_store *s, const char *key, size_t klen, const char *val, size_t vlen);
+int mmkv_delete(mmkv_store *s, const char *key, size_t klen);     /* MMKV_ENOTFOUND */
+int mmkv_clear(mmkv_store *s);
+
+/* Atomic read-modify-write, each one operation under the writer lock.
+ * pop: remove key and copy its value to buf; returns the value length, or a length larger
+ *   than cap with nothing changed (retry with a bigger buffer).
+ * setdefault: insert dflt if key is absent; copy the value now stored to buf (as pop).
+ * popitem: remove some key; buf receives key then value, *klen_out the key length; returns
+ *   klen + vlen (larger than cap: nothing changed); MMKV_ENOTFOUND when empty.
+ * incr: the value is ASCII decimal int64 (absent = 0); stores and returns value + delta in
+ *   *result.  MMKV_EVALUE / MMKV_ERANGE leave the value unchanged.
+ * cas: swap when the current value equals expected (expected_absent: the key is absent);
+ *   new_delete: delete instead of storing new.  Returns 1 if swapped, 0 if not. */
+int64_t mmkv_pop(mmkv_store *s, const char *key, size_t klen, char *buf, size_t cap);
+int64_t mmkv_setdefault(mmkv_store *s, const char *key, size_t klen, const char *dflt,
+                        size_t dlen, char *buf, size_t cap);
+int64_t mmkv_popitem(mmkv_store *s, char *buf, size_t cap, size_t *klen_out);
+int mmkv_incr(mmkv_store *s, const char *key, size_t klen, int64_t delta, int64_t *result);
+int mmkv_cas(mmkv_store *s, const char *key, size_t klen, int expected_absent,
+             const char *expected, size_t elen, int new_delete, const char *nval, size_t nlen);
+
+/* The store's writer lock, held across calls (Python's `with d.lock()`); recursive.  Must be
+ * released by the thread that took it. */
+int mmkv_lock(mmkv_store *s);
+int mmkv_unlock(mmkv_store *s);
+
+/* Make every write so far, by any handle, durable (a no-op for shared memory). */
+int mmkv_sync(mmkv_store *s);
+int mmkv_stats(mmkv_store *s, struct mmkv_stats *out);
+
+/* Iteration.  mmkv_table_desc gives the current table's descriptor.  mmkv_iter_scan walks
+ * the slots of table `desc` from *pos up to `end` (0 = the table's end), copying keys of
+ * live slots into buf (lengths into lens, at most max_keys of them) and advancing *pos;
+ * *n gets the number of keys copied and *current the table descriptor now in use.  A key
+ * that does not fit an empty buf: MMKV_EBUFSIZE with *need set.  Old tables stay readable
+ * until the file is compacted, which is what lets the caller resume after a rebuild.
+ * Returns 1 when *pos reached the end, 0 when more slots remain. */
+uint64_t mmkv_table_desc(mmkv_store *s);
+int mmkv_iter_scan(mmkv_store *s, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
+                   size_t cap, uint32_t *lens, size_t max_keys, size_t *n, uint64_t *current,
+                   size_t *need);
+
+/* Structural check: walks the whole log and the table; writes a report (NUL-terminated,
+ * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise. */
+int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
+
+/* Call in a child process after fork(): forget lock ownership inherited from the parent. */
+void mmkv_after_fork_child(void);
+
+/* A static description of an MMKV_E* code or -errno. */
+const char *mmkv_strerror(int rc);
+
+/* cdef-end */
+
+#endif

@@ -1,0 +1,244 @@
+/* os.c - the only file that calls the operating system.  Calls that can fail in ways a test
+ * must provoke (ENOSPC, EIO, a crash between two syncs) go through os_vt, a table of
+ * function pointers that a test build can replace (SQLite's os_unix.c idea).  Linux only:
+ * OFD locks, fallocate, /proc boot id.  Every function returns 0 or -errno.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int os_open_impl(const char *path, int flags, unsigned mode)
+{
+    int fd;
+    do
+        fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+static int os_close_impl(int fd)
+{
+    return close(fd) < 0 ? -errno : 0;
+}
+
+static int os_fstat_impl(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    *size = (uint64_t)st.st_size;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return 0;
+}
+
+/* Allocate real blocks so that a full disk is ENOSPC here and never SIGBUS on a later
+ * store through the mapping.  fallocate(2) directly: glibc's posix_fallocate emulation is
+ * not safe against concurrent writers. */
+static int os_fallocate_impl(int fd, uint64_t off, uint64_t len)
+{
+    int rc;
+    do
+        rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0)
+        return 0;
+    if (errno != EOPNOTSUPP)
+        return -errno;
+    rc = posix_fallocate(fd, (off_t)off, (off_t)len);
+    return -rc;
+}
+
+static int os_ftruncate_impl(int fd, uint64_t len)
+{
+    return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
+}
+
+/* After an fsync error the kernel may have dropped the dirty pages (fsyncgate): the caller
+ * treats any error as a lost durability point and reports it. */
+static int os_fdatasync_impl(int fd)
+{
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int os_pwrite_impl(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int os_rename_impl(const char *from, const char *to)
+{
+    return rename(from, to) < 0 ? -errno : 0;
+}
+
+static int os_unlink_impl(const char *path)
+{
+    return unlink(path) < 0 ? -errno : 0;
+}
+
+/* fsync the directory holding path, so that a rename into it survives a power loss. */
+static int os_fsync_dir_impl(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof(dir))
+            return -ENAMETOOLONG;
+        memcpy(dir, path, n);
+        dir[n] = 0;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc == -EINVAL ? 0 : rc;
+}
+
+struct os_vtable os_vt = {
+    os_open_impl, os_close_impl, os_fstat_impl, os_fallocate_impl, os_ftruncate_impl,
+    os_fdatasync_impl, os_pwrite_impl, os_rename_impl, os_unlink_impl, os_fsync_dir_impl,
+};
+
+/* Open file description locks: owned by the open file, not the process, so closing another
+ * descriptor of the same file does not drop them (the classic POSIX-lock pitfall). */
+int os_ofd_lock(int fd, int type, uint64_t start, int wait)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = (short)type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)start;
+    fl.l_len = 1;
+    int rc;
+    do
+        rc = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0)
+        return 0;
+    return (errno == EACCES || errno == EAGAIN) ? -EAGAIN : -errno;
+}
+
+void *os_reserve(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int os_map_fixed(void *addr, size_t len, int fd, uint64_t off, int writable)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void *p = mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
+    return p == MAP_FAILED ? -errno : 0;
+}
+
+void *os_map(size_t len, int fd, uint64_t off, int writable)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void *p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)off);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void os_unmap(void *addr, size_t len)
+{
+    if (addr)
+        munmap(addr, len);
+}
+
+/* The boot id tells a process crash (same boot: the page cache survived) from a possible
+ * power loss.  MMKV_TEST_BOOT_ID overrides it so tests can simulate a reboot. */
+void os_boot_id(uint8_t out[16])
+{
+    char text[64] = {0};
+    const char *env = getenv("MMKV_TEST_BOOT_ID");
+    memset(out, 0, 16);
+    if (env) {
+        strncpy(text, env, sizeof(text) - 1);
+    } else {
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+        if (!f)
+            return;
+        if (!fgets(text, sizeof(text), f))
+            text[0] = 0;
+        fclose(f);
+    }
+    int n = 0;
+    for (const char *p = text; *p && n < 32; p++) {
+        int d;
+        if (*p >= '0' && *p <= '9') d = *p - '0';
+        else if (*p >= 'a' && *p <= 'f') d = *p - 'a' + 10;
+        else if (*p >= 'A' && *p <= 'F') d = *p - 'A' + 10;
+        else continue;
+        out[n / 2] |= (uint8_t)(d << ((n & 1) ? 0 : 4));
+        n++;
+    }
+}
+
+void os_random(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            /* no entropy source: fall back to time and address bits (never fails) */
+            uint64_t t = os_now_ns() ^ (uint64_t)(uintptr_t)p;
+            for (size_t i = 0; i < len; i++)
+                p[i] = (uint8_t)((t >> ((i % 8) * 8)) ^ (i * 131));
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+uint64_t os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* POSIX shared memory lives in /dev/shm on Linux (glibc's shm_open does the same open);
+ * using the path directly lets the store share one code path with files. */
+int os_shm_path(const char *name, char *out, size_t cap)
+{
+    if (name[0] == '/')
+        name++;
+    size_t n = strlen(name);
+    if (n == 0 || n > 200 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return MMKV_EINVAL;
+    if ((size_t)snprintf(out, cap, "/dev/shm/%s", name) >= cap)
+        return MMKV_EINVAL;
+    return 0;
+}

@@ -1,0 +1,384 @@
+/* recover.c - walking the log: the structural check, and the recovery scan after a possible
+ * power loss.  Both replay the log (PUT, DEL and CLEAR records in order) into a private map
+ * from key to its newest record; the check compares that replay with the table and the
+ * header, the scan builds a new table from it.
+ *
+ * A record is valid when its header lies inside the log, its type is known, its lengths fit
+ * the store's limits and the log, its CRC32C matches, its seq is the previous one plus one
+ * and its epoch does not go backwards.  The scan keeps the longest valid prefix; the check
+ * reports every deviation.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the replay map: open addressing over record offsets ---- */
+
+struct replay {
+    uint64_t *offs;              /* 0 = empty; else the newest PUT/DEL record of a key */
+    uint8_t *seen;               /* check: referenced by a table slot */
+    uint64_t cap, used;
+    const uint8_t *base;
+};
+
+static const struct fmt_record *replay_rec(const struct replay *m, uint64_t off)
+{
+    return (const struct fmt_record *)(m->base + off);
+}
+
+static int replay_init(struct replay *m, const uint8_t *base, uint64_t cap)
+{
+    m->base = base;
+    m->cap = cap;
+    m->used = 0;
+    m->offs = calloc(cap, sizeof(uint64_t));
+    m->seen = calloc(cap, 1);
+    return m->offs && m->seen ? 0 : -12;
+}
+
+static void replay_free(struct replay *m)
+{
+    free(m->offs);
+    free(m->seen);
+}
+
+static uint64_t replay_find(const struct replay *m, const struct fmt_record *r)
+{
+    uint64_t mask = m->cap - 1, i = r->hash & mask;
+    for (;; i = (i + 1) & mask) {
+        uint64_t o = m->offs[i];
+        if (o == 0)
+            return i;
+        const struct fmt_record *q = replay_rec(m, o);
+        if (q->hash == r->hash && q->klen == r->klen && memcmp(q + 1, r + 1, r->klen) == 0)
+            return i;
+    }
+}
+
+static int replay_add(struct replay *m, uint64_t off)
+{
+    if ((m->used + 1) * 2 > m->cap) {
+        struct replay n;
+        if (replay_init(&n, m->base, m->cap * 2) < 0)
+            return -12;
+        for (uint64_t i = 0; i < m->cap; i++)
+            if (m->offs[i])
+                n.offs[replay_find(&n, replay_rec(m, m->offs[i]))] = m->offs[i];
+        n.used = m->used;
+        replay_free(m);
+        *m = n;
+    }
+    uint64_t i = replay_find(m, replay_rec(m, off));
+    if (m->offs[i] == 0)
+        m->used++;
+    m->offs[i] = off;
+    return 0;
+}
+
+static void replay_clear(struct replay *m)
+{
+    memset(m->offs, 0, m->cap * sizeof(uint64_t));
+    m->used = 0;
+}
+
+/* ---- the log walk ---- */
+
+struct walk {
+    uint64_t off, end;           /* next record; end of what may be walked */
+    uint64_t seq, epoch;         /* last accepted seq (0: none yet), epoch */
+    uint64_t max_epoch;
+    uint64_t last_table;         /* offset of the newest TABLE record */
+    uint64_t records, live_bytes;
+};
+
+static uint64_t walk_len(const struct fmt_record *r)
+{
+    if (r->type == FMT_PUT || r->type == FMT_DEL)
+        return fmt_record_len(r->klen, r->vlen);
+    return fmt_align8(sizeof(*r) + (uint64_t)r->vlen);
+}
+
+/* The record at w->off if valid, else NULL with *why set. */
+static const struct fmt_record *walk_next(mmkv_store *s, const struct view *v, struct walk *w,
+                                          const char **why)
+{
+    if (w->off + sizeof(struct fmt_record) > w->end) {
+        *why = "record header past the end of the log";
+        return NULL;
+    }
+    const struct fmt_record *r = (const struct fmt_record *)(v->base + w->off);
+    if (r->type < FMT_PUT || r->type > FMT_CLEAR) {
+        *why = "unknown record type";
+        return NULL;
+    }
+    if (r->klen > s->max_klen || (r->type != FMT_TABLE && r->type != FMT_PAD && r->vlen > s->max_vlen)) {
+        *why = "record lengths over the store's limits";
+        return NULL;
+    }
+    if (walk_len(r) > w->end - w->off) {
+        *why = "record runs past the end of the log";
+        return NULL;
+    }
+    if (fmt_record_crc(r) != r->crc) {
+        *why = "record checksum mismatch";
+        return NULL;
+    }
+    if ((w->seq && r->seq != w->seq + 1) || r->epoch < w->epoch || r->epoch > w->max_epoch) {
+        *why = "record sequence or epoch out of order";
+        return NULL;
+    }
+    return r;
+}
+
+static int walk_apply(struct replay *m, struct walk *w, const struct fmt_record *r)
+{
+    int rc = 0;
+    if (r->type == FMT_PUT || r->type == FMT_DEL)
+        rc = replay_add(m, w->off);
+    else if (r->type == FMT_CLEAR)
+        replay_clear(m);
+    else if (r->type == FMT_TABLE)
+        w->last_table = w->off;
+    w->seq = r->seq;
+    w->epoch = r->epoch;
+    w->records++;
+    w->off += walk_len(r);
+    return rc;
+}
+
+static void walk_start(struct walk *w, const struct view *v, uint64_t end)
+{
+    memset(w, 0, sizeof(*w));
+    w->off = FMT_ARENA_OFF;
+    w->end = end;
+    w->max_epoch = atomic_load(&view_hdr(v)->epoch);
+}
+
+/* ---- the structural check ---- */
+
+struct report {
+    char *buf;
+    size_t cap, len;
+    uint64_t problems;
+};
+
+static void report_add(struct report *rp, const char *fmt, ...)
+{
+    rp->problems++;
+    if (!rp->buf || rp->len + 1 >= rp->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(rp->buf + rp->len, rp->cap - rp->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        rp->len = rp->len + (size_t)n < rp->cap ? rp->len + (size_t)n : rp->cap - 1;
+    if (rp->len + 1 < rp->cap)
+        rp->buf[rp->len++] = '\n';
+    rp->buf[rp->len] = 0;
+}
+
+/* One live slot: its record, tag, hash and reachability, and that it is the key's newest. */
+static void check_slot(mmkv_store *s, struct view *v, const struct table *t, uint64_t i,
+                       uint64_t w, struct replay *m, struct report *rp, uint64_t *live_bytes)
+{
+    const struct fmt_record *r;
+    if (table_record(s, v, w, &r) < 0 || r->type != FMT_PUT || fmt_record_crc(r) != r->crc) {
+        report_add(rp, "slot %llu: points to an invalid record", (unsigned long long)i);
+        return;
+    }
+    if (fmt_siphash13(s->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
+        report_add(rp, "slot %llu: hash or tag does not match the key", (unsigned long long)i);
+    for (uint64_t j = r->hash & (t->cap - 1); j != i; j = (j + 1) & (t->cap - 1))
+        if (atomic_load(&t->slots[j]) == FMT_EMPTY) {
+            report_add(rp, "slot %llu: unreachable (EMPTY slot on its probe path)", (unsigned long long)i);
+            break;
+        }
+    uint64_t k = replay_find(m, r);
+    if (m->offs[k] != fmt_slot_off(w))
+        report_add(rp, "slot %llu: not the newest record of its key in the log", (unsigned long long)i);
+    else if (m->seen[k]++)
+        report_add(rp, "slot %llu: key present twice in the table", (unsigned long long)i);
+    *live_bytes += fmt_record_len(r->klen, r->vlen);
+}
+
+static void check_table(mmkv_store *s, struct view *v, struct replay *m, const struct walk *wk,
+                        struct report *rp, struct mmkv_check_report *out)
+{
+    struct fmt_header *h = view_hdr(v);
+    uint64_t desc = atomic_load(&h->table_desc);
+    struct table t;
+    if (table_get(s, v, desc, &t) < 0) {
+        report_add(rp, "table descriptor %#llx is invalid", (unsigned long long)desc);
+        return;
+    }
+    if (t.off != wk->last_table)
+        report_add(rp, "the current table is not the newest TABLE record of the log");
+    uint64_t live = 0, tombs = 0, live_bytes = 0;
+    for (uint64_t i = 0; i < t.cap; i++) {
+        uint64_t w = atomic_load(&t.slots[i]);
+        if (w == FMT_TOMB)
+            tombs++;
+        else if (w != FMT_EMPTY) {
+            live++;
+            check_slot(s, v, &t, i, w, m, rp, &live_bytes);
+        }
+    }
+    uint64_t replay_live = 0;
+    for (uint64_t k = 0; k < m->cap; k++)
+        if (m->offs[k] && replay_rec(m, m->offs[k])->type == FMT_PUT) {
+            replay_live++;
+            if (!m->seen[k])
+                report_add(rp, "a key live in the log is missing from the table");
+        }
+    out->live = replay_live;
+    if (live != replay_live || live != atomic_load(&h->count))
+        report_add(rp, "counts disagree: table %llu, log %llu, header %llu", (unsigned long long)live,
+                   (unsigned long long)replay_live, (unsigned long long)atomic_load(&h->count));
+    if (live + tombs != atomic_load(&h->table_used))
+        report_add(rp, "table_used %llu but %llu slots are in use",
+                   (unsigned long long)atomic_load(&h->table_used), (unsigned long long)(live + tombs));
+    uint64_t garbage = wk->off - FMT_ARENA_OFF - live_bytes - fmt_table_chunk_len(fmt_desc_lg(desc));
+    if (garbage != atomic_load(&h->garbage))
+        report_add(rp, "garbage is %llu bytes but the header says %llu", (unsigned long long)garbage,
+                   (unsigned long long)atomic_load(&h->garbage));
+}
+
+int recover_check(mmkv_store *s, struct view *v, char *buf, size_t cap, struct mmkv_check_report *out)
+{
+    struct report rp = {buf, cap, 0, 0};
+    if (buf && cap)
+        buf[0] = 0;
+    memset(out, 0, sizeof(*out));
+    struct fmt_header *h = view_hdr(v);
+    uint64_t tail = atomic_load(&h->tail);
+    if (tail > v->len || tail < FMT_ARENA_OFF) {
+        report_add(&rp, "tail %llu outside the file", (unsigned long long)tail);
+        out->problems = rp.problems;
+        return MMKV_ECORRUPT;
+    }
+    if (atomic_load(&h->intent) != FMT_INTENT_NONE)
+        report_add(&rp, "an intent is pending outside the lock");
+    struct replay m;
+    if (replay_init(&m, v->base, 1024) < 0)
+        return -12;
+    struct walk w;
+    walk_start(&w, v, tail);
+    const char *why = NULL;
+    while (w.off < tail) {
+        const struct fmt_record *r = walk_next(s, v, &w, &why);
+        if (!r) {
+            report_add(&rp, "log offset %llu: %s", (unsigned long long)w.off, why);
+            break;
+        }
+        if (walk_apply(&m, &w, r) < 0) {
+            replay_free(&m);
+            return -12;
+        }
+    }
+    if (w.off == tail && w.seq != atomic_load(&h->seq))
+        report_add(&rp, "header seq %llu but the log ends at %llu",
+                   (unsigned long long)atomic_load(&h->seq), (unsigned long long)w.seq);
+    if (w.off == tail)
+        check_table(s, v, &m, &w, &rp, out);
+    replay_free(&m);
+    out->records = w.records;
+    out->problems = rp.problems;
+    return rp.problems ? MMKV_ECORRUPT : 0;
+}
+
+/* ---- the recovery scan ---- */
+
+/* Build a table holding the replay's live keys at the end of the valid prefix and make the
+ * header describe exactly that prefix.  Runs alone (first opener), so no reader is looking. */
+static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct walk *w)
+{
+    struct fmt_header *h = view_hdr(v);
+    uint64_t live = 0, live_bytes = 0;
+    for (uint64_t k = 0; k < m->cap; k++)
+        if (m->offs[k] && replay_rec(m, m->offs[k])->type == FMT_PUT) {
+            live++;
+            live_bytes += walk_len(replay_rec(m, m->offs[k]));
+        }
+    unsigned lg = (unsigned)table_initial_lg(live + 1);
+    uint64_t toff = fmt_align_page(w->off), gap = toff - w->off;
+    if (gap && gap < sizeof(struct fmt_record)) {
+        toff += FMT_PAGE;
+        gap += FMT_PAGE;
+    }
+    uint64_t chunk = fmt_table_chunk_len(lg), end = toff + chunk;
+    atomic_store(&h->tail, w->off);
+    int rc = commit_ensure_space(s, v, end);
+    if (rc < 0)
+        return rc;
+    h = view_hdr(v);
+    uint64_t epoch = atomic_load(&h->epoch) + 1, seq = w->seq;
+    atomic_store(&h->epoch, epoch);
+    if (gap) {
+        struct fmt_record *p = (struct fmt_record *)(v->base + w->off);
+        memset(p, 0, gap);
+        commit_write_header(p, FMT_PAD, 0, (uint32_t)(gap - sizeof(*p)), ++seq, epoch, 0);
+        p->crc = fmt_record_crc(p);
+    }
+    struct fmt_record *tr = (struct fmt_record *)(v->base + toff);
+    memset(tr, 0, chunk);
+    commit_write_header(tr, FMT_TABLE, 0, (uint32_t)(chunk - sizeof(*tr)), ++seq, epoch, 0);
+    uint64_t cap = 1ull << lg, mask = cap - 1;
+    memcpy((uint8_t *)tr + sizeof(*tr), &cap, 8);
+    tr->crc = fmt_record_crc(tr);
+    _Atomic uint64_t *slots = (_Atomic uint64_t *)((uint8_t *)tr + FMT_TABLE_SLOTS_OFF);
+    for (uint64_t k = 0; k < m->cap; k++) {
+        const struct fmt_record *r = m->offs[k] ? replay_rec(m, m->offs[k]) : NULL;
+        if (!r || r->type != FMT_PUT)
+            continue;
+        uint64_t i = r->hash & mask;
+        while (atomic_load(&slots[i]) != FMT_EMPTY)
+            i = (i + 1) & mask;
+        atomic_store(&slots[i], fmt_slot_word(m->offs[k], r->hash));
+    }
+    /* zero everything after the new table, so no stale record past the prefix can ever be
+     * taken for a valid one by a later scan */
+    uint64_t size = atomic_load(&h->file_size);
+    memset(v->base + end, 0, (size < v->len ? size : v->len) - end);
+    atomic_store(&h->table_desc, fmt_desc(toff, lg));
+    atomic_store(&h->tail, end);
+    atomic_store(&h->seq, seq);
+    atomic_store(&h->count, live);
+    atomic_store(&h->table_used, live);
+    atomic_store(&h->garbage, end - FMT_ARENA_OFF - live_bytes - chunk);
+    atomic_store(&h->intent, FMT_INTENT_NONE);
+    if (atomic_load(&h->synced_tail) > end)
+        atomic_store(&h->synced_tail, end);
+    return s->shm ? 0 : os_vt.fdatasync(s->fd);
+}
+
+int recover_scan(mmkv_store *s, struct view *v)
+{
+    struct fmt_header *h = view_hdr(v);
+    uint64_t size = atomic_load(&h->file_size);
+    if (size > v->len)
+        size = v->len;
+    struct replay m;
+    if (replay_init(&m, v->base, 1024) < 0)
+        return -12;
+    struct walk w;
+    walk_start(&w, v, size);
+    const char *why;
+    int rc = 0;
+    for (;;) {
+        const struct fmt_record *r = walk_next(s, v, &w, &why);
+        if (!r)
+            break;
+        if ((rc = walk_apply(&m, &w, r)) < 0)
+            break;
+    }
+    if (rc == 0 && w.off < atomic_load(&h->synced_tail))
+        rc = MMKV_ECORRUPT;   /* a write that sync() promised is gone */
+    if (rc == 0)
+        rc = scan_rebuild(s, v, &m, &w);
+    replay_free(&m);
+    return rc;
+}
