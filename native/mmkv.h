@@ -144,6 +144,28 @@ int mmkv_iter_scan(mmkv_store *s, uint64_t desc, uint64_t *pos, uint64_t end, ch
  * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise. */
 int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
 
+/* Salvage: walk any file's log read-only, yielding every record that passes its checks
+ * (header bounds, lengths, CRC32C, sequence increasing), resynchronising after damage.
+ * Replaying the items in order (PUT sets, DEL removes, CLEAR empties) gives what can be
+ * saved.  Used by `mmkv dump` on a damaged store; it never writes the file. */
+typedef struct mmkv_salvage mmkv_salvage;
+struct mmkv_salvage_item {
+    uint64_t seq;
+    uint32_t type;               /* 1 PUT, 2 DEL, 5 CLEAR */
+    uint32_t klen;
+    uint64_t vlen;
+    uint64_t data_off;           /* key at buf + data_off, value right after it */
+};
+int mmkv_salvage_open(const char *path, mmkv_salvage **out);
+/* The next batch, in log order: returns 1 at the end of the file, 0 if more remain;
+ * MMKV_EBUFSIZE with *need when one record does not fit an empty buf. */
+int mmkv_salvage_next(mmkv_salvage *h, char *buf, size_t cap, struct mmkv_salvage_item *items,
+                      size_t max_items, size_t *n, size_t *need);
+/* valid: records accepted so far; skipped: records known lost (sequence gaps) or damaged
+ * regions, whichever is larger. */
+void mmkv_salvage_counts(mmkv_salvage *h, uint64_t *valid, uint64_t *skipped);
+void mmkv_salvage_close(mmkv_salvage *h);
+
 /* Call in a child process after fork(): forget lock ownership inherited from the parent. */
 void mmkv_after_fork_child(void);
 
