@@ -12,7 +12,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NATIVE = os.path.join(ROOT, "native")
-SOURCES = ["format.c", "os.c", "guard.c", "lock.c", "table.c", "commit.c", "recover.c", "store.c"]
+SOURCES = ["format.c", "os.c", "guard.c", "lock.c", "table.c", "commit.c", "recover.c", "compact.c",
+           "store.c"]
 
 
 def _cdef():

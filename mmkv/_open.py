@@ -23,6 +23,8 @@ def _options(options):
             setattr(opt, name, value)
         elif name == "durable":
             opt.durable = bool(value)
+        elif name == "auto_compact":
+            opt.no_auto_compact = not value
         else:
             raise TypeError(f"open() got an unexpected keyword argument {name!r}")
     return opt
@@ -58,7 +60,8 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     (default), "n" always a new empty store.  mode: permission bits of a new file, masked
     by the umask.  options (keyword-only, none required): initial_capacity (keys the
     table holds before its first rebuild), max_key_len (default 65535), max_value_len
-    (default 64 MiB), durable (every write is on stable storage when it returns).
+    (default 64 MiB), durable (every write is on stable storage when it returns),
+    auto_compact (default True: compact when garbage passes half the file and 4 MiB).
     """
     code = _flag(flag)
     mode = _mode(mode)

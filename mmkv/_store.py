@@ -212,12 +212,13 @@ class Store(MutableMapping):
 
     # ---- iteration ----
 
-    def _scan(self, desc, pos, end, state):
-        """One batch of keys from table desc starting at pos[0]: (keys, done, current)."""
+    def _scan(self, it, desc, pos, end, state):
+        """One batch of keys from table desc of the pinned file, from pos[0]:
+        (keys, done, current); current is 0 once the handle moved to a compacted file."""
         buf, lens, n, cur, need = state
         while True:
-            rc = lib.mmkv_iter_scan(self._h, desc, pos, end, buf[0], len(buf[0]), lens,
-                                    _BATCH, n, cur, need)
+            rc = lib.mmkv_iter_scan(it, desc, pos, end, buf[0], len(buf[0]), lens, _BATCH,
+                                    n, cur, need)
             if rc != lib.MMKV_EBUFSIZE:
                 break
             buf[0] = ffi.new("char[]", max(need[0], 2 * len(buf[0])))
@@ -235,30 +236,46 @@ class Store(MutableMapping):
         return keys, rc == 1, cur[0]
 
     def __iter__(self):
-        desc = lib.mmkv_table_desc(self._h)
-        if desc == 0:
-            self._fail(lib.MMKV_ECLOSED)
+        itp = ffi.new("mmkv_iter **")
+        descp = ffi.new("uint64_t *")
+        rc = lib.mmkv_iter_begin(self._h, itp, descp)
+        if rc < 0:
+            self._fail(rc)
+        it = itp[0]
+        try:
+            yield from self._iterate(it, descp)
+        finally:
+            lib.mmkv_iter_end(it)
+
+    def _iterate(self, it, descp):
         state = ([ffi.new("char[]", _BUF_LEN)], ffi.new("uint32_t[]", _BATCH),
                  ffi.new("size_t *"), ffi.new("uint64_t *"), ffi.new("size_t *"))
+        desc = descp[0]
         pos = ffi.new("uint64_t *")
         skip = None
         while True:
-            keys, done, current = self._scan(desc, pos, 0, state)
+            keys, done, current = self._scan(it, desc, pos, 0, state)
             for key in keys:
                 if skip is None or key not in skip:
                     yield key
             if done:
                 return
             if current != desc:
-                skip = self._passed(desc, pos[0], state, skip)
+                # a rebuild or a compaction: remember what was passed, go on in the new table
+                skip = self._passed(it, desc, pos[0], state, skip)
+                if current == 0:
+                    rc = lib.mmkv_iter_repin(it, descp)
+                    if rc < 0:
+                        self._fail(rc)
+                    current = descp[0]
                 desc, pos[0] = current, 0
 
-    def _passed(self, desc, upto, state, skip):
+    def _passed(self, it, desc, upto, state, skip):
         """The keys in slots [0, upto) of the frozen table desc, added to skip."""
         skip = set() if skip is None else skip
         pos = ffi.new("uint64_t *")
         while pos[0] < upto:
-            keys, done, _ = self._scan(desc, pos, upto, state)
+            keys, done, _ = self._scan(it, desc, pos, upto, state)
             skip.update(keys)
             if done:
                 break
@@ -309,6 +326,17 @@ class Store(MutableMapping):
         return _Lock(self)
 
     # ---- handle ----
+
+    def compact(self):
+        """Reclaim the space of deleted and overwritten data: copy the live records into a
+        new file, rename it over the store and retire the old one.  Contents are unchanged;
+        other handles and processes move to the new file on their next operation, and the
+        old file's disk space is released when the last of them has moved."""
+        rc = lib.mmkv_compact(self._h)
+        if rc < 0:
+            self._fail(rc)
+
+    reorganize = compact
 
     def sync(self):
         """Return when every write made so far, by any handle, is on stable storage.

@@ -44,9 +44,9 @@ int commit_ensure_space(mmkv_store *s, struct view *v, uint64_t end)
         if (want < end)
             want = end;
         want = (want + step - 1) & ~(step - 1);
-        int rc = os_vt.fallocate(s->fd, size, want - size);
+        int rc = os_vt.fallocate(v->g->fd, size, want - size);
         if (rc < 0) {
-            os_vt.ftruncate(s->fd, size);
+            os_vt.ftruncate(v->g->fd, size);
             return rc;
         }
         atomic_store_explicit(&h->file_size, want, memory_order_release);

@@ -57,7 +57,8 @@ struct fmt_header {
     _Atomic uint64_t synced_tail;     /* the log up to here is on stable storage */
     _Atomic uint64_t dirty;           /* 1 from the first open until the last clean close */
     uint8_t boot_id[16];              /* boot of the last read-write opener */
-    uint8_t reserved1[24];
+    _Atomic uint64_t compact_tag;     /* nonzero: a compaction into PATH.compact-TAG runs */
+    uint8_t reserved1[16];
     /* intent: what a roll-forward needs to finish a write whose writer died (commit.c) */
     _Atomic uint64_t intent;
     uint64_t i_reserve_off;

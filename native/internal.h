@@ -24,6 +24,8 @@ struct os_vtable {
     int (*rename)(const char *from, const char *to);
     int (*unlink)(const char *path);
     int (*fsync_dir)(const char *path);
+    int (*stat_ino)(const char *path, uint64_t *dev, uint64_t *ino);
+    int (*fchmod_like)(int from_fd, int to_fd);
 };
 
 extern struct os_vtable os_vt;
@@ -47,7 +49,7 @@ void guard_disarm(void);
 /* ---- the handle ---- */
 
 /* One reservation of address space with the file mapped at its start.  A reservation is
- * replaced (never moved) when the file outgrows it; old ones are unmapped at close. */
+ * replaced (never moved) when the file outgrows it; old ones are unmapped with their gen. */
 struct mapping {
     uint8_t *base;
     size_t reserved_len;
@@ -55,13 +57,12 @@ struct mapping {
     struct mapping *older;
 };
 
-struct mmkv_store {
+/* A generation: one open file behind a handle.  Compaction replaces the file at the path;
+ * each handle then moves to a new gen.  A gen is pinned by every call using it (and by
+ * iterators), and released (unmapped, closed) when the last pin goes, so a reader in
+ * flight finishes on the old mapping while the next call already uses the new file. */
+struct gen {
     int fd;
-    int readonly;
-    int durable;
-    int shm;
-    pid_t pid;                   /* the process that opened it (fork detection) */
-    char *path;
     uint64_t dev, ino;
     uint8_t sipkey[16];          /* copied from the validated header */
     uint32_t max_klen;
@@ -69,6 +70,23 @@ struct mmkv_store {
     _Atomic(struct mapping *) map;
     pthread_mutex_t map_mu;      /* process-local: serialises mapping changes */
     struct fmt_lockpage *lockpg; /* own 4 KiB mapping; never moves while the mutex is held */
+    _Atomic long refs;           /* pins, plus one while it is the handle's current gen */
+    _Atomic int released;
+    int readonly;
+    struct gen *next;            /* every gen of the handle, freed at close */
+};
+
+struct mmkv_store {
+    int readonly;
+    int durable;
+    int shm;
+    int auto_compact;
+    pid_t pid;                   /* the process that opened it (fork detection) */
+    char *path;
+    unsigned mode;
+    _Atomic(struct gen *) gen;   /* the current file */
+    struct gen *gens;            /* all gens ever used (structs live until close) */
+    pthread_mutex_t switch_mu;   /* process-local: serialises moving to a new gen */
     _Atomic int inflight;        /* calls in progress; close waits for 0 */
     _Atomic int closed;
     _Atomic int user_locks;      /* mmkv_lock depth taken through this handle */
@@ -76,23 +94,35 @@ struct mmkv_store {
     struct mmkv_store *next_open;/* registry of open handles (fork) */
 };
 
-/* A snapshot of the mapping for one operation. */
+/* A snapshot of the mapping of one gen, for one operation. */
 struct view {
     uint8_t *base;
     uint64_t len;
+    struct gen *g;
 };
 
 static inline struct fmt_header *view_hdr(const struct view *v) { return (struct fmt_header *)v->base; }
 
 /* store.c */
-void store_view(mmkv_store *s, struct view *v);
+void store_view(struct gen *g, struct view *v);
 int store_extend(mmkv_store *s, struct view *v, uint64_t need);  /* map up to file_size */
+struct gen *store_gen_pin(mmkv_store *s);
+void store_gen_unpin(struct gen *g);
+int store_gen_open(mmkv_store *s, int fd, int alone, int flag, struct gen **out);
+void store_gen_install(mmkv_store *s, struct gen *g);
+struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size);
+void store_gen_discard(struct gen *g);
+
+/* compact.c */
+int compact_run(mmkv_store *s, struct view *v);       /* under the lock of v's gen */
+int compact_resolve(mmkv_store *s, struct view *v);   /* lock holder finds state != ACTIVE */
+int compact_wanted(const struct view *v);
 
 /* lock.c */
 void lock_init(struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);
 int lock_stamp_matches(const struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);
 int lock_acquire(mmkv_store *s, struct view *v);
-void lock_release(mmkv_store *s);
+void lock_release(struct view *v);
 
 /* table.c */
 struct table {

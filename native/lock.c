@@ -36,32 +36,33 @@ int lock_stamp_matches(const struct fmt_lockpage *lp, const uint8_t boot[16], ui
            lp->ino == ino;
 }
 
-/* Take the writer mutex; on EOWNERDEAD finish the dead holder's write first.  The view is
- * refreshed afterwards, since a writer may have grown the file while we waited. */
+/* Take the writer mutex of v's gen; on EOWNERDEAD finish the dead holder's write first.
+ * The view is refreshed afterwards, since a writer may have grown the file meanwhile. */
 int lock_acquire(mmkv_store *s, struct view *v)
 {
-    int rc = pthread_mutex_lock(&s->lockpg->mutex);
+    struct gen *g = v->g;
+    int rc = pthread_mutex_lock(&g->lockpg->mutex);
     if (rc == EOWNERDEAD) {
-        store_view(s, v);
+        store_view(g, v);
         store_extend(s, v, 0);
         commit_recover(v);
-        pthread_mutex_consistent(&s->lockpg->mutex);
+        pthread_mutex_consistent(&g->lockpg->mutex);
         rc = 0;
     }
     if (rc == ENOTRECOVERABLE)
         return MMKV_ECORRUPT;
     if (rc != 0)
         return -rc;
-    store_view(s, v);
+    store_view(g, v);
     int erc = store_extend(s, v, 0);
     if (erc < 0) {
-        pthread_mutex_unlock(&s->lockpg->mutex);
+        pthread_mutex_unlock(&g->lockpg->mutex);
         return erc;
     }
     return 0;
 }
 
-void lock_release(mmkv_store *s)
+void lock_release(struct view *v)
 {
-    pthread_mutex_unlock(&s->lockpg->mutex);
+    pthread_mutex_unlock(&v->g->lockpg->mutex);
 }

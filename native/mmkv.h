@@ -56,6 +56,7 @@ struct mmkv_options {
     uint64_t max_value_len;      /* default 64 MiB, at most 1 GiB */
     uint32_t max_key_len;        /* default 65535, at most 16 MiB */
     int durable;                 /* 1: every write is on stable storage when it returns */
+    int no_auto_compact;         /* 1: never compact on its own (see mmkv_compact) */
 };
 
 struct mmkv_stats {
@@ -128,17 +129,27 @@ int mmkv_unlock(mmkv_store *s);
 int mmkv_sync(mmkv_store *s);
 int mmkv_stats(mmkv_store *s, struct mmkv_stats *out);
 
-/* Iteration.  mmkv_table_desc gives the current table's descriptor.  mmkv_iter_scan walks
- * the slots of table `desc` from *pos up to `end` (0 = the table's end), copying keys of
- * live slots into buf (lengths into lens, at most max_keys of them) and advancing *pos;
- * *n gets the number of keys copied and *current the table descriptor now in use.  A key
- * that does not fit an empty buf: MMKV_EBUFSIZE with *need set.  Old tables stay readable
- * until the file is compacted, which is what lets the caller resume after a rebuild.
- * Returns 1 when *pos reached the end, 0 when more slots remain. */
-uint64_t mmkv_table_desc(mmkv_store *s);
-int mmkv_iter_scan(mmkv_store *s, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
+/* Iteration.  An iterator pins the file the handle uses when it begins (a compaction does
+ * not unmap it while pinned) and gives that file's table descriptor.  mmkv_iter_scan walks
+ * the slots of table `desc` of the pinned file from *pos up to `end` (0 = the table's
+ * end), copying keys of live slots into buf (lengths into lens, at most max_keys of them)
+ * and advancing *pos; *n gets the number of keys copied and *current the table descriptor
+ * now in use in the pinned file, or 0 if the handle has moved to a compacted file (then
+ * mmkv_iter_repin pins that one).  Old tables of a file stay readable while it is pinned,
+ * which is what lets the caller resume after a rebuild.  A key that does not fit an empty
+ * buf: MMKV_EBUFSIZE with *need set.  Returns 1 when *pos reached the end, 0 otherwise. */
+typedef struct mmkv_iter mmkv_iter;
+int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc);
+int mmkv_iter_scan(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
                    size_t cap, uint32_t *lens, size_t max_keys, size_t *n, uint64_t *current,
                    size_t *need);
+int mmkv_iter_repin(mmkv_iter *it, uint64_t *desc);
+void mmkv_iter_end(mmkv_iter *it);
+
+/* Compaction: copy the live records into a new file beside the store, rename it over the
+ * path, and retire the old file; other handles move to the new file on their next call.
+ * Refused (MMKV_EBUSY) while this thread holds mmkv_lock. */
+int mmkv_compact(mmkv_store *s);
 
 /* Structural check: walks the whole log and the table; writes a report (NUL-terminated,
  * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise. */

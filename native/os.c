@@ -124,9 +124,29 @@ static int os_fsync_dir_impl(const char *path)
     return rc == -EINVAL ? 0 : rc;
 }
 
+static int os_stat_ino_impl(const char *path, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return 0;
+}
+
+/* Give to_fd the permission bits of from_fd (a compacted file keeps the store's mode). */
+static int os_fchmod_like_impl(int from_fd, int to_fd)
+{
+    struct stat st;
+    if (fstat(from_fd, &st) < 0)
+        return -errno;
+    return fchmod(to_fd, st.st_mode & 07777) < 0 ? -errno : 0;
+}
+
 struct os_vtable os_vt = {
     os_open_impl, os_close_impl, os_fstat_impl, os_fallocate_impl, os_ftruncate_impl,
     os_fdatasync_impl, os_pwrite_impl, os_rename_impl, os_unlink_impl, os_fsync_dir_impl,
+    os_stat_ino_impl, os_fchmod_like_impl,
 };
 
 /* Open file description locks: owned by the open file, not the process, so closing another

@@ -105,6 +105,7 @@ static uint64_t walk_len(const struct fmt_record *r)
 static const struct fmt_record *walk_next(mmkv_store *s, const struct view *v, struct walk *w,
                                           const char **why)
 {
+    (void)s;
     if (w->off + sizeof(struct fmt_record) > w->end) {
         *why = "record header past the end of the log";
         return NULL;
@@ -114,7 +115,7 @@ static const struct fmt_record *walk_next(mmkv_store *s, const struct view *v, s
         *why = "unknown record type";
         return NULL;
     }
-    if (r->klen > s->max_klen || (r->type != FMT_TABLE && r->type != FMT_PAD && r->vlen > s->max_vlen)) {
+    if (r->klen > v->g->max_klen || (r->type != FMT_TABLE && r->type != FMT_PAD && r->vlen > v->g->max_vlen)) {
         *why = "record lengths over the store's limits";
         return NULL;
     }
@@ -190,7 +191,7 @@ static void check_slot(mmkv_store *s, struct view *v, const struct table *t, uin
         report_add(rp, "slot %llu: points to an invalid record", (unsigned long long)i);
         return;
     }
-    if (fmt_siphash13(s->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
+    if (fmt_siphash13(v->g->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
         report_add(rp, "slot %llu: hash or tag does not match the key", (unsigned long long)i);
     for (uint64_t j = r->hash & (t->cap - 1); j != i; j = (j + 1) & (t->cap - 1))
         if (atomic_load(&t->slots[j]) == FMT_EMPTY) {
@@ -352,7 +353,7 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
     atomic_store(&h->intent, FMT_INTENT_NONE);
     if (atomic_load(&h->synced_tail) > end)
         atomic_store(&h->synced_tail, end);
-    return s->shm ? 0 : os_vt.fdatasync(s->fd);
+    return s->shm ? 0 : os_vt.fdatasync(v->g->fd);
 }
 
 int recover_scan(mmkv_store *s, struct view *v)

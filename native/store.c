@@ -28,18 +28,21 @@
 #define STORE_MIN_RESERVE (64ull << 30)
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gen *store_gen_new(mmkv_store *s, int fd);
+static int store_map_all(struct gen *g, uint64_t size);
 static mmkv_store *registry;
 
-/* ---- the mapping ---- */
+/* ---- the mapping and the gens ---- */
 
-void store_view(mmkv_store *s, struct view *v)
+void store_view(struct gen *g, struct view *v)
 {
-    struct mapping *m = atomic_load_explicit(&s->map, memory_order_acquire);
+    struct mapping *m = atomic_load_explicit(&g->map, memory_order_acquire);
     v->base = m->base;
     v->len = atomic_load_explicit(&m->len, memory_order_acquire);
+    v->g = g;
 }
 
-static struct mapping *store_new_mapping(mmkv_store *s, uint64_t size)
+static struct mapping *store_new_mapping(struct gen *g, uint64_t size)
 {
     uint64_t want = size * 4 > STORE_MIN_RESERVE ? size * 4 : STORE_MIN_RESERVE;
     struct mapping *m = calloc(1, sizeof(*m));
@@ -50,7 +53,7 @@ static struct mapping *store_new_mapping(mmkv_store *s, uint64_t size)
         if (m->base)
             break;
     }
-    if (!m->base || os_map_fixed(m->base, size, s->fd, 0, !s->readonly) < 0) {
+    if (!m->base || os_map_fixed(m->base, size, g->fd, 0, !g->readonly) < 0) {
         if (m->base)
             os_unmap(m->base, want);
         free(m);
@@ -66,18 +69,20 @@ static struct mapping *store_new_mapping(mmkv_store *s, uint64_t size)
  * truncated underneath; only what exists is mapped. */
 int store_extend(mmkv_store *s, struct view *v, uint64_t need)
 {
+    (void)s;
     if (need && need <= v->len)
         return 0;
+    struct gen *g = v->g;
     uint64_t target = atomic_load_explicit(&view_hdr(v)->file_size, memory_order_acquire);
     if (need > target)
         return MMKV_ECORRUPT;
     int rc = 0;
-    pthread_mutex_lock(&s->map_mu);
-    struct mapping *m = atomic_load(&s->map);
+    pthread_mutex_lock(&g->map_mu);
+    struct mapping *m = atomic_load(&g->map);
     uint64_t have = atomic_load(&m->len);
     if (target > have) {
         uint64_t size, dev, ino;
-        rc = os_vt.fstat_size(s->fd, &size, &dev, &ino);
+        rc = os_vt.fstat_size(g->fd, &size, &dev, &ino);
         if (rc == 0 && target > size)
             target = size & ~(uint64_t)(FMT_PAGE - 1);
         if (rc == 0 && need > target)
@@ -85,24 +90,73 @@ int store_extend(mmkv_store *s, struct view *v, uint64_t need)
     }
     if (rc == 0 && target > have) {
         if (target <= m->reserved_len) {
-            rc = os_map_fixed(m->base + have, target - have, s->fd, have, !s->readonly);
+            rc = os_map_fixed(m->base + have, target - have, g->fd, have, !g->readonly);
             if (rc == 0)
                 atomic_store_explicit(&m->len, target, memory_order_release);
         } else {
-            struct mapping *n = store_new_mapping(s, target);
+            struct mapping *n = store_new_mapping(g, target);
             if (!n) {
                 rc = -ENOMEM;
             } else {
                 n->older = m;
-                atomic_store_explicit(&s->map, n, memory_order_release);
+                atomic_store_explicit(&g->map, n, memory_order_release);
             }
         }
     }
-    pthread_mutex_unlock(&s->map_mu);
-    store_view(s, v);
+    pthread_mutex_unlock(&g->map_mu);
+    store_view(g, v);
     if (rc == 0 && need > v->len)
         rc = MMKV_EFAULT;
     return rc;
+}
+
+static void store_gen_release(struct gen *g)
+{
+    struct mapping *m = atomic_load(&g->map);
+    while (m) {
+        struct mapping *older = m->older;
+        os_unmap(m->base, m->reserved_len);
+        free(m);
+        m = older;
+    }
+    atomic_store(&g->map, NULL);
+    if (g->lockpg)
+        os_unmap(g->lockpg, FMT_PAGE);
+    g->lockpg = NULL;
+    if (g->fd >= 0)
+        os_vt.close(g->fd);
+    g->fd = -1;
+}
+
+/* Pin the handle's current gen.  Gen structs live until mmkv_free, so loading a gen that
+ * is being retired and pinning it briefly is harmless; its resources go with the last pin. */
+struct gen *store_gen_pin(mmkv_store *s)
+{
+    for (;;) {
+        struct gen *g = atomic_load_explicit(&s->gen, memory_order_acquire);
+        atomic_fetch_add(&g->refs, 1);
+        if (atomic_load(&s->gen) == g)
+            return g;
+        store_gen_unpin(g);
+    }
+}
+
+void store_gen_unpin(struct gen *g)
+{
+    if (atomic_fetch_sub(&g->refs, 1) == 1 && !atomic_exchange(&g->released, 1))
+        store_gen_release(g);
+}
+
+/* Make g the handle's current gen (it starts with the one "current" reference). */
+void store_gen_install(mmkv_store *s, struct gen *g)
+{
+    pthread_mutex_lock(&s->switch_mu);
+    g->next = s->gens;
+    s->gens = g;
+    struct gen *old = atomic_exchange(&s->gen, g);
+    pthread_mutex_unlock(&s->switch_mu);
+    if (old)
+        store_gen_unpin(old);
 }
 
 /* ---- guarded calls ---- */
@@ -111,19 +165,20 @@ typedef int64_t (*store_op)(mmkv_store *s, struct view *v, void *ctx);
 
 /* After a fault while holding the lock: undo or finish the write, release the lock.  Each
  * step is guarded again, since the mapping may be gone entirely. */
-static void store_fault_cleanup(mmkv_store *s)
+static void store_fault_cleanup(struct gen *g)
 {
     sigjmp_buf env;
+    struct view v;
     if (sigsetjmp(env, 0) == 0) {
         guard_arm(&env);
-        struct view v;
-        store_view(s, &v);
+        store_view(g, &v);
         commit_recover(&v);
     }
     guard_disarm();
     if (sigsetjmp(env, 0) == 0) {
         guard_arm(&env);
-        lock_release(s);
+        v.g = g;
+        lock_release(&v);
     }
     guard_disarm();
 }
@@ -134,45 +189,100 @@ static int store_sync_locked(mmkv_store *s, struct view *v)
         return 0;
     struct fmt_header *h = view_hdr(v);
     uint64_t t = atomic_load(&h->tail);
-    int rc = os_vt.fdatasync(s->fd);
+    int rc = os_vt.fdatasync(v->g->fd);
     if (rc < 0)
         return rc;
     if (atomic_load(&h->synced_tail) < t) {
         atomic_store(&h->synced_tail, t);
-        rc = os_vt.fdatasync(s->fd);
+        rc = os_vt.fdatasync(v->g->fd);
     }
     return rc;
 }
 
-static int64_t store_guarded(mmkv_store *s, store_op fn, void *ctx, int write)
+/* Has the store at the path moved to another file?  RETIRED says so; RETIRING (a
+ * compaction between its rename and its last step) needs a look at the path. */
+static int store_moved(mmkv_store *s, struct gen *g, uint64_t state)
+{
+    if (state == FMT_RETIRED)
+        return 1;
+    if (state != FMT_RETIRING)
+        return 0;
+    uint64_t dev, ino;
+    return os_vt.stat_ino(s->path, &dev, &ino) == 0 && (dev != g->dev || ino != g->ino);
+}
+
+/* Move the handle from gen old to the file now at the path. */
+static int store_switch(mmkv_store *s, struct gen *old)
+{
+    pthread_mutex_lock(&s->switch_mu);
+    int moved = atomic_load(&s->gen) != old;
+    pthread_mutex_unlock(&s->switch_mu);
+    if (moved)
+        return 0;
+    int fd = os_vt.open(s->path, s->readonly ? O_RDONLY : O_RDWR, 0);
+    if (fd < 0)
+        return fd;
+    struct gen *g;
+    int rc = store_gen_open(s, fd, 0, MMKV_OPEN_WRITE, &g);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&s->switch_mu);
+    moved = atomic_load(&s->gen) != old;
+    pthread_mutex_unlock(&s->switch_mu);
+    if (moved) {                /* another thread switched first */
+        store_gen_discard(g);
+        return 0;
+    }
+    store_gen_install(s, g);
+    return 0;
+}
+
+static int64_t store_guarded(mmkv_store *s, struct gen *g, store_op fn, void *ctx, int write,
+                             int *again)
 {
     sigjmp_buf env;
     volatile int locked = 0;
     if (sigsetjmp(env, 0)) {
         guard_disarm();
         if (locked)
-            store_fault_cleanup(s);
+            store_fault_cleanup(g);
         return MMKV_EFAULT;
     }
     guard_arm(&env);
     struct view v;
-    store_view(s, &v);
-    int64_t rc;
+    store_view(g, &v);
+    int64_t rc = 0;
+    uint64_t state = atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire);
+    if (state != FMT_ACTIVE && store_moved(s, g, state)) {
+        *again = 1;
+        goto out;
+    }
     if (write) {
         rc = lock_acquire(s, &v);
         if (rc < 0)
             goto out;
         locked = 1;
         atomic_signal_fence(memory_order_seq_cst);
+        struct fmt_header *h = view_hdr(&v);
+        if (atomic_load(&h->state) != FMT_ACTIVE || atomic_load(&h->compact_tag) != 0)
+            rc = compact_resolve(s, &v);
+        if (rc == 1) {
+            *again = 1;
+            rc = 0;
+        }
     }
-    rc = fn(s, &v, ctx);
+    if (!*again && rc >= 0)
+        rc = fn(s, &v, ctx);
     if (write) {
-        if (rc >= 0 && s->durable) {
+        if (rc >= 0 && !*again && s->durable) {
             int src = store_sync_locked(s, &v);
             if (src < 0)
                 rc = src;
         }
-        lock_release(s);
+        if (rc >= 0 && !*again && s->auto_compact && atomic_load(&s->user_locks) == 0 &&
+            compact_wanted(&v))
+            compact_run(s, &v);   /* the write is done; a failed compaction changes nothing */
+        lock_release(&v);
         atomic_signal_fence(memory_order_seq_cst);
         locked = 0;
     }
@@ -191,8 +301,18 @@ static int64_t store_call(mmkv_store *s, store_op fn, void *ctx, int write)
         rc = MMKV_ECLOSED;
     else if (write && s->readonly)
         rc = MMKV_ERDONLY;
-    else
-        rc = store_guarded(s, fn, ctx, write);
+    else {
+        for (int tries = 0;; tries++) {
+            struct gen *g = store_gen_pin(s);
+            int again = 0;
+            rc = store_guarded(s, g, fn, ctx, write, &again);
+            if (again && tries < 100)
+                rc = store_switch(s, g);
+            store_gen_unpin(g);
+            if (!again || rc < 0)
+                break;
+        }
+    }
     atomic_fetch_sub(&s->inflight, 1);
     return rc;
 }
@@ -217,7 +337,13 @@ struct kv_ctx {
 
 static int store_check_key(mmkv_store *s, size_t klen)
 {
-    return klen > s->max_klen ? MMKV_ETOOBIG : 0;
+    struct gen *g = atomic_load(&s->gen);
+    return klen > g->max_klen ? MMKV_ETOOBIG : 0;
+}
+
+static uint64_t store_max_vlen(mmkv_store *s)
+{
+    return atomic_load(&s->gen)->max_vlen;
 }
 
 static int64_t store_copy_value(const struct fmt_record *r, char *buf, size_t cap)
@@ -235,6 +361,7 @@ static int64_t store_copy_value(const struct fmt_record *r, char *buf, size_t ca
 static int64_t op_get(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
     for (;;) {
         struct fmt_header *h = view_hdr(v);
         uint64_t d1 = atomic_load_explicit(&h->table_desc, memory_order_acquire);
@@ -263,10 +390,9 @@ int64_t mmkv_get(mmkv_store *s, const char *key, size_t klen, char *buf, size_t 
 {
     if (!s)
         return MMKV_ECLOSED;
-    if (klen > s->max_klen)
+    if (store_check_key(s, klen) < 0)
         return MMKV_ENOTFOUND;
     struct kv_ctx c = {.key = key, .klen = klen, .buf = buf, .cap = cap};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return store_call(s, op_get, &c, 0);
 }
 
@@ -274,10 +400,9 @@ int mmkv_contains(mmkv_store *s, const char *key, size_t klen)
 {
     if (!s)
         return MMKV_ECLOSED;
-    if (klen > s->max_klen)
+    if (store_check_key(s, klen) < 0)
         return atomic_load(&s->closed) ? MMKV_ECLOSED : 0;
     struct kv_ctx c = {.key = key, .klen = klen, .buf = NULL};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     int64_t rc = store_call(s, op_get, &c, 0);
     return rc == MMKV_ENOTFOUND ? 0 : (int)rc;
 }
@@ -361,6 +486,9 @@ static int store_delete_located(mmkv_store *s, struct view *v, struct kv_ctx *c,
 static int64_t op_put(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
+    if (c->klen > v->g->max_klen || c->vlen > v->g->max_vlen)
+        return MMKV_ETOOBIG;
     struct table t;
     struct probe p;
     int rc = store_locate(s, v, c, &t, &p, 1);
@@ -370,6 +498,7 @@ static int64_t op_put(mmkv_store *s, struct view *v, void *arg)
 static int64_t op_delete(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
     struct table t;
     struct probe p;
     int rc = store_locate(s, v, c, &t, &p, 0);
@@ -383,6 +512,7 @@ static int64_t op_delete(mmkv_store *s, struct view *v, void *arg)
 static int64_t op_pop(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
     struct table t;
     struct probe p;
     int rc = store_locate(s, v, c, &t, &p, 0);
@@ -400,6 +530,7 @@ static int64_t op_pop(mmkv_store *s, struct view *v, void *arg)
 static int64_t op_setdefault(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
     struct table t;
     struct probe p;
     int rc = store_locate(s, v, c, &t, &p, 1);
@@ -443,6 +574,7 @@ static int store_parse_int(const char *p, size_t n, int64_t *out)
 static int64_t op_incr(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
     struct table t;
     struct probe p;
     int rc = store_locate(s, v, c, &t, &p, 1);
@@ -472,6 +604,7 @@ static int64_t op_incr(mmkv_store *s, struct view *v, void *arg)
 static int64_t op_cas(mmkv_store *s, struct view *v, void *arg)
 {
     struct kv_ctx *c = arg;
+    c->hash = fmt_siphash13(v->g->sipkey, c->key, c->klen);
     struct table t;
     struct probe p;
     int rc = store_locate(s, v, c, &t, &p, !c->flag_b);
@@ -544,10 +677,9 @@ int mmkv_put(mmkv_store *s, const char *key, size_t klen, const char *val, size_
 {
     if (!s)
         return MMKV_ECLOSED;
-    if (store_check_key(s, klen) < 0 || vlen > s->max_vlen)
+    if (store_check_key(s, klen) < 0 || vlen > store_max_vlen(s))
         return atomic_load(&s->closed) ? MMKV_ECLOSED : MMKV_ETOOBIG;
     struct kv_ctx c = {.key = key, .klen = klen, .val = val, .vlen = vlen};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return (int)store_call(s, op_put, &c, 1);
 }
 
@@ -558,7 +690,6 @@ int mmkv_delete(mmkv_store *s, const char *key, size_t klen)
     if (store_check_key(s, klen) < 0)
         return atomic_load(&s->closed) ? MMKV_ECLOSED : (s->readonly ? MMKV_ERDONLY : MMKV_ENOTFOUND);
     struct kv_ctx c = {.key = key, .klen = klen};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return (int)store_call(s, op_delete, &c, 1);
 }
 
@@ -574,7 +705,6 @@ int64_t mmkv_pop(mmkv_store *s, const char *key, size_t klen, char *buf, size_t 
     if (store_check_key(s, klen) < 0)
         return atomic_load(&s->closed) ? MMKV_ECLOSED : (s->readonly ? MMKV_ERDONLY : MMKV_ENOTFOUND);
     struct kv_ctx c = {.key = key, .klen = klen, .buf = buf, .cap = cap};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return store_call(s, op_pop, &c, 1);
 }
 
@@ -583,10 +713,9 @@ int64_t mmkv_setdefault(mmkv_store *s, const char *key, size_t klen, const char 
 {
     if (!s)
         return MMKV_ECLOSED;
-    if (store_check_key(s, klen) < 0 || dlen > s->max_vlen)
+    if (store_check_key(s, klen) < 0 || dlen > store_max_vlen(s))
         return atomic_load(&s->closed) ? MMKV_ECLOSED : MMKV_ETOOBIG;
     struct kv_ctx c = {.key = key, .klen = klen, .val = dflt, .vlen = dlen, .buf = buf, .cap = cap};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return store_call(s, op_setdefault, &c, 1);
 }
 
@@ -603,7 +732,6 @@ int mmkv_incr(mmkv_store *s, const char *key, size_t klen, int64_t delta, int64_
     if (store_check_key(s, klen) < 0)
         return atomic_load(&s->closed) ? MMKV_ECLOSED : MMKV_ETOOBIG;
     struct kv_ctx c = {.key = key, .klen = klen, .delta = delta, .result = result};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return (int)store_call(s, op_incr, &c, 1);
 }
 
@@ -612,11 +740,10 @@ int mmkv_cas(mmkv_store *s, const char *key, size_t klen, int expected_absent,
 {
     if (!s)
         return MMKV_ECLOSED;
-    if (store_check_key(s, klen) < 0 || (!new_delete && nlen > s->max_vlen))
+    if (store_check_key(s, klen) < 0 || (!new_delete && nlen > store_max_vlen(s)))
         return atomic_load(&s->closed) ? MMKV_ECLOSED : MMKV_ETOOBIG;
     struct kv_ctx c = {.key = key, .klen = klen, .val = nval, .vlen = nlen, .expected = expected,
                        .elen = elen, .flag_a = expected_absent, .flag_b = new_delete};
-    c.hash = fmt_siphash13(s->sipkey, key, klen);
     return (int)store_call(s, op_cas, &c, 1);
 }
 
@@ -625,45 +752,90 @@ int mmkv_cas(mmkv_store *s, const char *key, size_t klen, int expected_absent,
 static int64_t op_lock(mmkv_store *s, struct view *v, void *arg)
 {
     (void)arg;
-    int rc = lock_acquire(s, v);
-    if (rc == 0)
-        atomic_fetch_add(&s->user_locks, 1);
-    return rc;
+    for (;;) {
+        int rc = lock_acquire(s, v);
+        if (rc < 0)
+            return rc;
+        struct fmt_header *h = view_hdr(v);
+        rc = 0;
+        if (atomic_load(&h->state) != FMT_ACTIVE || atomic_load(&h->compact_tag) != 0)
+            rc = compact_resolve(s, v);
+        if (rc == 0) {
+            atomic_fetch_add(&s->user_locks, 1);
+            return 0;
+        }
+        lock_release(v);
+        if (rc < 0)
+            return rc;
+        struct gen *old = v->g;
+        if ((rc = store_switch(s, old)) < 0)
+            return rc;
+        /* continue on the new file; the caller's pin keeps old alive, pin the new one */
+        struct gen *g = store_gen_pin(s);
+        store_view(g, v);
+        store_gen_unpin(g);   /* the current reference keeps it mapped while current */
+    }
 }
 
 static int64_t op_unlock(mmkv_store *s, struct view *v, void *arg)
 {
-    (void)v;
     (void)arg;
     if (atomic_load(&s->user_locks) <= 0)
         return MMKV_ENOTLOCKED;
-    int rc = pthread_mutex_unlock(&s->lockpg->mutex);
-    if (rc != 0)
+    if (pthread_mutex_unlock(&v->g->lockpg->mutex) != 0)
         return MMKV_ENOTLOCKED;
     atomic_fetch_sub(&s->user_locks, 1);
     return 0;
+}
+
+static int64_t store_call_plain(mmkv_store *s, store_op fn, void *ctx)
+{
+    /* lock and unlock must act on the current file without the write-path's switching */
+    if (!s)
+        return MMKV_ECLOSED;
+    atomic_fetch_add(&s->inflight, 1);
+    int64_t rc = MMKV_ECLOSED;
+    if (!atomic_load(&s->closed)) {
+        struct gen *g = store_gen_pin(s);
+        sigjmp_buf env;
+        if (sigsetjmp(env, 0) == 0) {
+            guard_arm(&env);
+            struct view v;
+            store_view(g, &v);
+            rc = fn(s, &v, ctx);
+        } else {
+            rc = MMKV_EFAULT;
+        }
+        guard_disarm();
+        store_gen_unpin(g);
+    }
+    atomic_fetch_sub(&s->inflight, 1);
+    return rc;
 }
 
 int mmkv_lock(mmkv_store *s)
 {
     if (s && !atomic_load(&s->closed) && s->readonly)
         return MMKV_ERDONLY;
-    return (int)store_call(s, op_lock, NULL, 0);
+    return (int)store_call_plain(s, op_lock, NULL);
 }
 
 int mmkv_unlock(mmkv_store *s)
 {
-    return (int)store_call(s, op_unlock, NULL, 0);
+    return (int)store_call_plain(s, op_unlock, NULL);
 }
 
 void mmkv_after_fork_child(void)
 {
     /* The child has its own thread ids: it owns no robust mutex of the parent.  Reset the
-     * recursion bookkeeping of every handle it inherited. */
+     * recursion bookkeeping of every handle it inherited, and the process-local mutexes,
+     * which a parent thread may have held at the fork. */
     pthread_mutex_init(&registry_mu, NULL);
     for (mmkv_store *s = registry; s; s = s->next_open) {
         atomic_store(&s->user_locks, 0);
-        pthread_mutex_init(&s->map_mu, NULL);
+        pthread_mutex_init(&s->switch_mu, NULL);
+        for (struct gen *g = s->gens; g; g = g->next)
+            pthread_mutex_init(&g->map_mu, NULL);
     }
 }
 
@@ -675,21 +847,21 @@ static int64_t op_sync(mmkv_store *s, struct view *v, void *arg)
     if (s->shm)
         return 0;
     if (s->readonly)
-        return os_vt.fdatasync(s->fd);
-    struct fmt_header *h = view_hdr(v);
-    uint64_t t = atomic_load(&h->tail);
-    int rc = os_vt.fdatasync(s->fd);
+        return os_vt.fdatasync(v->g->fd);
+    /* phase 1 makes the log durable up to t; phase 2 records t as synced_tail */
+    uint64_t t = atomic_load(&view_hdr(v)->tail);
+    int rc = os_vt.fdatasync(v->g->fd);
     if (rc < 0)
         return rc;
     rc = lock_acquire(s, v);
     if (rc < 0)
         return rc;
-    h = view_hdr(v);
+    struct fmt_header *h = view_hdr(v);
     if (atomic_load(&h->synced_tail) < t) {
         atomic_store(&h->synced_tail, t);
-        rc = os_vt.fdatasync(s->fd);
+        rc = os_vt.fdatasync(v->g->fd);
     }
-    lock_release(s);
+    lock_release(v);
     return rc;
 }
 
@@ -725,7 +897,13 @@ int mmkv_stats(mmkv_store *s, struct mmkv_stats *out)
 
 /* ---- iteration ---- */
 
+struct mmkv_iter {
+    mmkv_store *s;
+    struct gen *g;               /* pinned */
+};
+
 struct iter_ctx {
+    struct gen *g;
     uint64_t desc, *pos, end;
     char *buf;
     size_t cap;
@@ -734,13 +912,17 @@ struct iter_ctx {
     uint64_t *current;
 };
 
-static int64_t op_iter(mmkv_store *s, struct view *v, void *arg)
+static int iter_scan_gen(mmkv_store *s, struct iter_ctx *c)
 {
-    struct iter_ctx *c = arg;
+    struct view v;
     struct table t;
+    store_view(c->g, &v);
+    struct fmt_header *h = view_hdr(&v);
     *c->n = 0;
-    *c->current = atomic_load_explicit(&view_hdr(v)->table_desc, memory_order_acquire);
-    int rc = table_get(s, v, c->desc, &t);
+    int moved = atomic_load(&s->gen) != c->g ||
+                store_moved(s, c->g, atomic_load_explicit(&h->state, memory_order_acquire));
+    *c->current = moved ? 0 : atomic_load_explicit(&h->table_desc, memory_order_acquire);
+    int rc = table_get(s, &v, c->desc, &t);
     if (rc < 0)
         return rc;
     uint64_t end = (c->end == 0 || c->end > t.cap) ? t.cap : c->end, i = *c->pos;
@@ -750,7 +932,7 @@ static int64_t op_iter(mmkv_store *s, struct view *v, void *arg)
         if (w <= FMT_TOMB)
             continue;
         const struct fmt_record *r;
-        if ((rc = table_record(s, v, w, &r)) < 0)
+        if ((rc = table_record(s, &v, w, &r)) < 0)
             return rc;
         if (r->type != FMT_PUT)
             return MMKV_ECORRUPT;
@@ -770,30 +952,91 @@ static int64_t op_iter(mmkv_store *s, struct view *v, void *arg)
     return i >= end ? 1 : 0;
 }
 
-uint64_t mmkv_table_desc(mmkv_store *s)
+static int iter_enter(mmkv_store *s)
 {
-    uint64_t d = 0;
-    if (!s || atomic_load(&s->closed))
-        return 0;
-    struct view v;
     atomic_fetch_add(&s->inflight, 1);
-    if (!atomic_load(&s->closed)) {
-        store_view(s, &v);
-        d = atomic_load_explicit(&view_hdr(&v)->table_desc, memory_order_acquire);
+    if (atomic_load(&s->closed)) {
+        atomic_fetch_sub(&s->inflight, 1);
+        return MMKV_ECLOSED;
     }
-    atomic_fetch_sub(&s->inflight, 1);
-    return d;
+    return 0;
 }
 
-int mmkv_iter_scan(mmkv_store *s, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
+static uint64_t iter_desc(struct gen *g)
+{
+    struct view v;
+    store_view(g, &v);
+    return atomic_load_explicit(&view_hdr(&v)->table_desc, memory_order_acquire);
+}
+
+int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc)
+{
+    *out = NULL;
+    if (!s)
+        return MMKV_ECLOSED;
+    mmkv_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return -ENOMEM;
+    int rc = iter_enter(s);
+    if (rc < 0) {
+        free(it);
+        return rc;
+    }
+    it->s = s;
+    it->g = store_gen_pin(s);
+    *desc = iter_desc(it->g);
+    atomic_fetch_sub(&s->inflight, 1);
+    *out = it;
+    return 0;
+}
+
+int mmkv_iter_scan(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
                    size_t cap, uint32_t *lens, size_t max_keys, size_t *n, uint64_t *current,
                    size_t *need)
 {
-    struct iter_ctx c = {desc, pos, end, buf, cap, lens, max_keys, n, need, current};
-    return (int)store_call(s, op_iter, &c, 0);
+    struct iter_ctx c = {it->g, desc, pos, end, buf, cap, lens, max_keys, n, need, current};
+    int rc = iter_enter(it->s);
+    if (rc < 0)
+        return rc;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0) == 0) {
+        guard_arm(&env);
+        rc = iter_scan_gen(it->s, &c);
+    } else {
+        rc = MMKV_EFAULT;
+    }
+    guard_disarm();
+    atomic_fetch_sub(&it->s->inflight, 1);
+    return rc;
 }
 
-/* ---- check ---- */
+int mmkv_iter_repin(mmkv_iter *it, uint64_t *desc)
+{
+    int rc = iter_enter(it->s);
+    if (rc < 0)
+        return rc;
+    mmkv_store *s = it->s;
+    if (atomic_load(&s->gen) == it->g)
+        rc = store_switch(s, it->g);
+    if (rc == 0) {
+        struct gen *g = store_gen_pin(s);
+        store_gen_unpin(it->g);
+        it->g = g;
+        *desc = iter_desc(g);
+    }
+    atomic_fetch_sub(&s->inflight, 1);
+    return rc;
+}
+
+void mmkv_iter_end(mmkv_iter *it)
+{
+    if (!it)
+        return;
+    store_gen_unpin(it->g);
+    free(it);
+}
+
+/* ---- check and compact ---- */
 
 struct check_ctx {
     char *report;
@@ -804,23 +1047,27 @@ struct check_ctx {
 static int64_t op_check(mmkv_store *s, struct view *v, void *arg)
 {
     struct check_ctx *c = arg;
-    int locked = 0;
-    if (!s->readonly) {
-        int rc = lock_acquire(s, v);
-        if (rc < 0)
-            return rc;
-        locked = 1;
-    }
-    int rc = recover_check(s, v, c->report, c->cap, c->out);
-    if (locked)
-        lock_release(s);
-    return rc;
+    return recover_check(s, v, c->report, c->cap, c->out);
 }
 
 int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out)
 {
     struct check_ctx c = {report, cap, out};
-    return (int)store_call(s, op_check, &c, 0);
+    /* writers hold the lock during the check so that the log and the table hold still */
+    return (int)store_call(s, op_check, &c, s && !s->readonly);
+}
+
+static int64_t op_compact(mmkv_store *s, struct view *v, void *arg)
+{
+    (void)arg;
+    return compact_run(s, v);
+}
+
+int mmkv_compact(mmkv_store *s)
+{
+    if (s && atomic_load(&s->user_locks) > 0 && !atomic_load(&s->closed))
+        return MMKV_EBUSY;
+    return (int)store_call(s, op_compact, NULL, 1);
 }
 
 /* ---- open and close ---- */
@@ -941,8 +1188,9 @@ static int store_validate_open(mmkv_store *s, struct view *v)
  * another machine, so make it new; finish what crashed writers left. */
 static int store_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot[16])
 {
+    struct gen *g = v->g;
     struct fmt_header *h = view_hdr(v);
-    lock_init(s->lockpg, boot, s->dev, s->ino);
+    lock_init(g->lockpg, boot, g->dev, g->ino);
     int rc = 0;
     if (atomic_load(&h->dirty) && memcmp(h->boot_id, boot, 16) != 0 && !s->shm)
         rc = recover_scan(s, v);          /* possible power loss: trust only the log */
@@ -950,6 +1198,8 @@ static int store_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot
         commit_recover(v);                /* a process crash: the page cache is intact */
     if (rc < 0)
         return rc;
+    if (atomic_load(&h->compact_tag) || atomic_load(&h->state) != FMT_ACTIVE)
+        compact_resolve(s, v);
     memcpy(h->boot_id, boot, 16);
     atomic_store(&h->dirty, 1);
     return 0;
@@ -963,32 +1213,33 @@ static int store_attach_locks(mmkv_store *s, struct view *v, int alone)
         return store_recover_alone(s, v, boot);
     /* Others have it open.  If none of them is a writer of this boot, the mutex may be
      * stale: reinitialise it under the init lock (byte 1), which every writer takes here. */
-    int rc = os_ofd_lock(s->fd, F_WRLCK, 1, 1);
+    struct gen *g = v->g;
+    int rc = os_ofd_lock(g->fd, F_WRLCK, 1, 1);
     if (rc < 0)
         return rc;
-    if (!lock_stamp_matches(s->lockpg, boot, s->dev, s->ino)) {
-        lock_init(s->lockpg, boot, s->dev, s->ino);
+    if (!lock_stamp_matches(g->lockpg, boot, g->dev, g->ino)) {
+        lock_init(g->lockpg, boot, g->dev, g->ino);
         commit_recover(v);
     }
-    os_ofd_lock(s->fd, F_UNLCK, 1, 0);
+    os_ofd_lock(g->fd, F_UNLCK, 1, 0);
     return 0;
 }
 
-static int store_map_all(mmkv_store *s, uint64_t size)
+static int store_map_all(struct gen *g, uint64_t size)
 {
-    struct mapping *m = store_new_mapping(s, size);
+    struct mapping *m = store_new_mapping(g, size);
     if (!m)
         return -ENOMEM;
-    atomic_store(&s->map, m);
-    if (!s->readonly) {
-        s->lockpg = os_map(FMT_PAGE, s->fd, FMT_LOCK_OFF, 1);
-        if (!s->lockpg)
+    atomic_store(&g->map, m);
+    if (!g->readonly) {
+        g->lockpg = os_map(FMT_PAGE, g->fd, FMT_LOCK_OFF, 1);
+        if (!g->lockpg)
             return -errno;
     }
     return 0;
 }
 
-static int store_attach_guarded(mmkv_store *s, uint64_t size, int alone)
+static int store_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone)
 {
     sigjmp_buf env;
     if (sigsetjmp(env, 0)) {
@@ -996,77 +1247,112 @@ static int store_attach_guarded(mmkv_store *s, uint64_t size, int alone)
         return MMKV_EFAULT;
     }
     guard_arm(&env);
-    int rc = store_map_all(s, size);
+    int rc = store_map_all(g, size);
     struct view v;
     if (rc == 0) {
-        store_view(s, &v);
+        store_view(g, &v);
         rc = store_validate_open(s, &v);
     }
-    if (rc == 0 && !s->readonly)
+    if (rc == 0 && !g->readonly)
         rc = store_attach_locks(s, &v, alone);
-    if (rc == 0 && !s->readonly)
+    if (rc == 0 && !g->readonly)
         rc = store_validate_open(s, &v);
     guard_disarm();
     return rc;
 }
 
-/* Liveness: every handle holds a read OFD lock on byte 0 for its life.  A writer that can
- * take the write lock on byte 0 is alone; it initialises or recovers, then downgrades.
- * Others wait on the read lock until that is done. */
-static int store_attach(mmkv_store *s, int flag, const struct mmkv_options *opt)
+/* A gen for a file that compaction is about to fill: mapped, lock page mapped. */
+struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size)
 {
-    int alone = 0, rc;
-    if (!s->readonly) {
-        rc = os_ofd_lock(s->fd, F_WRLCK, 0, 0);
-        if (rc == 0)
-            alone = 1;
-        else if (rc != -EAGAIN)
-            return rc;
+    struct gen *g = store_gen_new(s, fd);
+    if (!g)
+        return NULL;
+    uint64_t st_size;
+    if (os_vt.fstat_size(fd, &st_size, &g->dev, &g->ino) < 0 || store_map_all(g, size) < 0) {
+        g->fd = -1;
+        store_gen_discard(g);
+        return NULL;
     }
-    if (!alone && (rc = os_ofd_lock(s->fd, F_RDLCK, 0, 1)) < 0)
-        return rc;
-    uint64_t size;
-    if ((rc = os_vt.fstat_size(s->fd, &size, &s->dev, &s->ino)) < 0)
-        return rc;
-    if (size == 0 && alone && flag == MMKV_OPEN_CREATE) {
-        if ((rc = store_format(s->fd, opt)) < 0)
-            return rc;
-        if ((rc = os_vt.fstat_size(s->fd, &size, &s->dev, &s->ino)) < 0)
-            return rc;
-    }
-    struct fmt_header h;
-    if ((rc = store_read_header(s->fd, &h, size)) < 0)
-        return rc;
-    memcpy(s->sipkey, h.sipkey, 16);
-    s->max_klen = h.max_key_len;
-    s->max_vlen = h.max_value_len;
-    uint64_t fsize = atomic_load(&h.file_size);
-    if (fsize > size || fsize < FMT_ARENA_OFF + FMT_PAGE || (fsize & (FMT_PAGE - 1)))
-        return MMKV_ECORRUPT;
-    rc = store_attach_guarded(s, fsize, alone);
-    if (rc < 0)
-        return rc;
-    if (alone)
-        rc = os_ofd_lock(s->fd, F_RDLCK, 0, 0);
-    return rc;
+    struct gen *cur = atomic_load(&s->gen);
+    memcpy(g->sipkey, cur->sipkey, 16);
+    g->max_klen = cur->max_klen;
+    g->max_vlen = cur->max_vlen;
+    return g;
 }
 
-static void store_release(mmkv_store *s)
+static struct gen *store_gen_new(mmkv_store *s, int fd)
 {
-    struct mapping *m = atomic_load(&s->map);
-    while (m) {
-        struct mapping *older = m->older;
-        os_unmap(m->base, m->reserved_len);
-        free(m);
-        m = older;
+    struct gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->fd = fd;
+    g->readonly = s->readonly;
+    atomic_store(&g->refs, 1);
+    pthread_mutex_init(&g->map_mu, NULL);
+    return g;
+}
+
+void store_gen_discard(struct gen *g)
+{
+    atomic_store(&g->released, 1);
+    store_gen_release(g);
+    free(g);
+}
+
+/* Liveness: every handle holds a read OFD lock on byte 0 for its life.  A writer that can
+ * take the write lock on byte 0 is alone; it initialises or recovers, then downgrades.
+ * Others wait on the read lock until that is done.  On success *out owns fd; on failure
+ * fd is closed. */
+static int store_attach(mmkv_store *s, int fd, int flag, const struct mmkv_options *opt,
+                        struct gen **out)
+{
+    struct gen *g = store_gen_new(s, fd);
+    if (!g) {
+        os_vt.close(fd);
+        return -ENOMEM;
     }
-    atomic_store(&s->map, NULL);
-    if (s->lockpg)
-        os_unmap(s->lockpg, FMT_PAGE);
-    s->lockpg = NULL;
-    if (s->fd >= 0)
-        os_vt.close(s->fd);
-    s->fd = -1;
+    int alone = 0, rc = 0;
+    if (!s->readonly) {
+        rc = os_ofd_lock(fd, F_WRLCK, 0, 0);
+        alone = rc == 0;
+        rc = rc == -EAGAIN ? 0 : rc;
+    }
+    if (rc == 0 && !alone)
+        rc = os_ofd_lock(fd, F_RDLCK, 0, 1);
+    uint64_t size = 0;
+    if (rc == 0)
+        rc = os_vt.fstat_size(fd, &size, &g->dev, &g->ino);
+    if (rc == 0 && size == 0 && alone && flag == MMKV_OPEN_CREATE) {
+        rc = store_format(fd, opt);
+        if (rc == 0)
+            rc = os_vt.fstat_size(fd, &size, &g->dev, &g->ino);
+    }
+    struct fmt_header h;
+    if (rc == 0)
+        rc = store_read_header(fd, &h, size);
+    uint64_t fsize = rc == 0 ? atomic_load(&h.file_size) : 0;
+    if (rc == 0 && (fsize > size || fsize < FMT_ARENA_OFF + FMT_PAGE || (fsize & (FMT_PAGE - 1))))
+        rc = MMKV_ECORRUPT;
+    if (rc == 0) {
+        memcpy(g->sipkey, h.sipkey, 16);
+        g->max_klen = h.max_key_len;
+        g->max_vlen = h.max_value_len;
+        rc = store_attach_guarded(s, g, fsize, alone);
+    }
+    if (rc == 0 && alone)
+        rc = os_ofd_lock(fd, F_RDLCK, 0, 0);
+    if (rc < 0) {
+        store_gen_discard(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+int store_gen_open(mmkv_store *s, int fd, int try_alone, int flag, struct gen **out)
+{
+    (void)try_alone;
+    return store_attach(s, fd, flag, NULL, out);
 }
 
 static int store_check_options(int flag, const struct mmkv_options *opt)
@@ -1082,24 +1368,44 @@ static int store_check_options(int flag, const struct mmkv_options *opt)
     return 0;
 }
 
+static int store_resolve_path(const char *path, int shm, char *real, size_t cap)
+{
+    if (shm)
+        return os_shm_path(path, real, cap);
+    if (path[0] == 0)
+        return -ENOENT;
+    if (strlen(path) >= cap)
+        return -ENAMETOOLONG;
+    strcpy(real, path);
+    return 0;
+}
+
+static void store_free_struct(mmkv_store *s)
+{
+    struct gen *g = s->gens;
+    while (g) {
+        struct gen *next = g->next;
+        if (!atomic_exchange(&g->released, 1))
+            store_gen_release(g);
+        free(g);
+        g = next;
+    }
+    free(s->path);
+    free(s);
+}
+
 int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_options *opt,
               mmkv_store **out)
 {
     *out = NULL;
     int shm = (flag & MMKV_OPEN_SHM) != 0;
     flag &= 0xff;
-    int rc = store_check_options(flag, opt);
-    if (rc < 0)
-        return rc;
-    if ((rc = guard_install()) < 0)
-        return rc;
     char real[PATH_MAX];
-    if (shm)
-        rc = os_shm_path(path, real, sizeof(real));
-    else if (strlen(path) >= sizeof(real) || path[0] == 0)
-        rc = path[0] ? -ENAMETOOLONG : -ENOENT;
-    else
-        strcpy(real, path);
+    int rc = store_check_options(flag, opt);
+    if (rc == 0)
+        rc = guard_install();
+    if (rc == 0)
+        rc = store_resolve_path(path, shm, real, sizeof(real));
     if (rc < 0)
         return rc;
     mmkv_store *s = calloc(1, sizeof(*s));
@@ -1107,28 +1413,30 @@ int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_optio
         free(s);
         return -ENOMEM;
     }
-    s->fd = -1;
     s->shm = shm;
     s->readonly = flag == MMKV_OPEN_READ;
     s->durable = opt ? opt->durable : 0;
+    s->auto_compact = opt ? !opt->no_auto_compact : 1;
     s->pid = getpid();
-    pthread_mutex_init(&s->map_mu, NULL);
+    s->mode = mode;
+    pthread_mutex_init(&s->switch_mu, NULL);
     if (flag == MMKV_OPEN_NEW) {
         rc = store_create_new(real, mode, opt);
         flag = MMKV_OPEN_WRITE;
     }
+    int fd = -1;
     if (rc == 0) {
         int oflags = (s->readonly ? O_RDONLY : O_RDWR) | (flag == MMKV_OPEN_CREATE ? O_CREAT : 0);
-        rc = s->fd = os_vt.open(real, oflags, mode);
+        rc = fd = os_vt.open(real, oflags, mode);
     }
+    struct gen *g = NULL;
     if (rc >= 0)
-        rc = store_attach(s, flag, opt);
+        rc = store_attach(s, fd, flag, opt, &g);
     if (rc < 0) {
-        store_release(s);
-        free(s->path);
-        free(s);
+        store_free_struct(s);
         return rc;
     }
+    store_gen_install(s, g);
     store_registry_add(s);
     *out = s;
     return 0;
@@ -1136,20 +1444,20 @@ int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_optio
 
 /* The last handle anywhere (it can take the write lock on byte 0) marks the file clean,
  * after a sync: a clean file needs no recovery scan even after a reboot. */
-static void store_close_last(mmkv_store *s)
+static void store_close_last(mmkv_store *s, struct gen *g)
 {
     sigjmp_buf env;
     if (sigsetjmp(env, 0) == 0) {
         guard_arm(&env);
-        if (os_ofd_lock(s->fd, F_WRLCK, 0, 0) == 0) {
+        if (g->fd >= 0 && !atomic_load(&g->released) && os_ofd_lock(g->fd, F_WRLCK, 0, 0) == 0) {
             struct view v;
-            store_view(s, &v);
+            store_view(g, &v);
             struct fmt_header *h = view_hdr(&v);
-            if (s->shm || os_vt.fdatasync(s->fd) == 0) {
+            if (atomic_load(&h->state) == FMT_ACTIVE && (s->shm || os_vt.fdatasync(g->fd) == 0)) {
                 atomic_store(&h->synced_tail, atomic_load(&h->tail));
                 atomic_store(&h->dirty, 0);
                 if (!s->shm)
-                    os_vt.fdatasync(s->fd);
+                    os_vt.fdatasync(g->fd);
             }
         }
     }
@@ -1169,8 +1477,10 @@ int mmkv_close(mmkv_store *s)
         sched_yield();
     store_registry_remove(s);
     if (mine && !s->readonly)
-        store_close_last(s);
-    store_release(s);
+        store_close_last(s, atomic_load(&s->gen));
+    for (struct gen *g = s->gens; g; g = g->next)
+        if (!atomic_exchange(&g->released, 1))
+            store_gen_release(g);
     return 0;
 }
 
@@ -1180,8 +1490,7 @@ void mmkv_free(mmkv_store *s)
         return;
     if (mmkv_close(s) == MMKV_EBUSY)
         return;   /* the lock page must stay mapped while the mutex is held: leak instead */
-    free(s->path);
-    free(s);
+    store_free_struct(s);
 }
 
 const char *mmkv_strerror(int rc)

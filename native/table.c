@@ -52,7 +52,7 @@ int table_record(mmkv_store *s, struct view *v, uint64_t w, const struct fmt_rec
             return rc;
     }
     const struct fmt_record *r = (const struct fmt_record *)(v->base + off);
-    if (r->klen > s->max_klen || r->vlen > s->max_vlen)
+    if (r->klen > v->g->max_klen || r->vlen > v->g->max_vlen)
         return MMKV_ECORRUPT;
     uint64_t end = off + sizeof(*r) + r->klen + r->vlen;
     if (end > v->len) {
