@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, settings
 # Profiles are registered once, here, and chosen with HYPOTHESIS_PROFILE (default "ci").
 settings.register_profile(
     "ci",
-    max_examples=30,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
     "dev",
-    max_examples=300,
+    max_examples=1000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

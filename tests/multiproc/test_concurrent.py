@@ -62,6 +62,7 @@ def test_concurrent_writers_never_show_readers_a_torn_value_or_a_missing_stable_
     run_until_stopped(procs, stop, RUN_SECONDS)
     reports = children.collect(_names(4, 2), timeout=60)
     children.join(procs, timeout=30)
+    print("\n", {who: {k: v for k, v in r.items() if k != "first_errors"} for who, r in reports.items()})
 
     for w in range(4):
         assert reports[f"writer-{w}"]["ops"] > 0
@@ -118,6 +119,7 @@ def test_iteration_while_others_insert_and_delete_yields_each_stable_key_exactly
     names = ["mutator-0", "mutator-1", "iterator-0", "iterator-1"]
     reports = children.collect(names, timeout=90)
     children.join(procs, timeout=30)
+    print("\n", {who: {k: v for k, v in r.items() if k != "first_errors"} for who, r in reports.items()})
 
     for w in range(2):
         assert reports[f"mutator-{w}"]["ops"] > 0

@@ -26,7 +26,9 @@ KEYS = st.one_of(
     st.binary(max_size=2),
 )
 SMALL_VALUES = st.binary(max_size=24)
-LARGE_VALUES = st.builds(lambda chunk, n: chunk * n, st.binary(min_size=1, max_size=5), st.integers(1000, 1300))
+LARGE_VALUES = st.builds(  # ~5 KB, cheap to generate and to shrink
+    lambda chunk, n: chunk * n, st.binary(min_size=1, max_size=5), st.integers(1000, 1300)
+)
 VALUES = st.one_of(st.just(b""), SMALL_VALUES, LARGE_VALUES)
 MISSING = object()
 

@@ -4,6 +4,7 @@ Where a method has dict semantics the store is compared with a real dict doing t
 thing; the `db` fixture runs the structural check after every test.
 """
 
+import array
 import collections.abc
 
 import pytest
@@ -371,6 +372,22 @@ def test_value_bytes_like_or_str_reads_back_as_bytes(db, value):
     assert got == b"value"
 
 
+@pytest.mark.parametrize(
+    "view",
+    [
+        memoryview(b"abcdef")[::2],
+        memoryview(array.array("i", [1, 2, 3])),
+        memoryview(b"abcd").cast("B", (2, 2)),
+    ],
+    ids=["non-contiguous", "int-format", "two-dimensional"],
+)
+def test_memoryview_of_any_shape_stores_its_bytes(db, view):
+    """`memoryview` keys and values are accepted: the store holds `bytes(view)`."""
+    db[view] = view
+    assert db[bytes(view)] == bytes(view)
+    assert db.keys() == [bytes(view)]
+
+
 def test_str_key_and_value_are_utf8_encoded(db):
     """`str` (UTF-8 encoded) keys and values."""
     db["клю́ч-鍵-🗝"] = "ценность-値-💎"
@@ -648,3 +665,35 @@ def test_option_limits_persist_after_reopen(small, store_path, open_store):
     with pytest.raises(ValueError):
         d[b"k"] = b"x" * 17
     assert dict(d.items()) == {b"key": b"value"}
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 4087, 4095, 4096, 4097, 8192, 65_536, 1 << 20])
+def test_value_sizes_around_boundaries_round_trip(db, store_path, size):
+    """Keys and values are bytes of any size within the limits: sizes around 8-byte and page edges."""
+    value = bytes((i * 7 + size) & 0xFF for i in range(size))
+    db[b"before"] = b"x"
+    db[b"k"] = value
+    db[b"after"] = b"y"
+    assert db[b"k"] == value
+    db.close()
+    with mmkv.open(store_path, "r") as d:
+        assert d == {b"before": b"x", b"k": value, b"after": b"y"}
+
+
+def test_many_keys_from_small_initial_capacity_round_trip(open_store, store_path):
+    """The store grows as needed: 20,000 keys from initial_capacity=16 are all there."""
+    d = open_store(store_path, "c", initial_capacity=16)
+    model = {b"key-%d" % i: b"%d" % (i * i) for i in range(20_000)}
+    d.update(model)
+    assert len(d) == len(model)
+    assert d == model
+    d._check()
+
+
+def test_eq_two_stores_with_same_items_are_equal(filled, open_store, tmp_path):
+    """`==` compares contents, as Mapping does: two stores with the same items are equal."""
+    other = open_store(tmp_path / "other.mmkv")
+    other.update(ITEMS)
+    assert filled == other
+    other[b"alpha"] = b"different"
+    assert filled != other

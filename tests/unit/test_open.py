@@ -92,17 +92,30 @@ def test_open_non_utf8_bytes_path_round_trips(tmp_path, check_store):
     check_store(path)
 
 
+@pytest.mark.parametrize("path", [1, None, 1.5, ["s.mmkv"]], ids=["int", "None", "float", "list"])
+def test_open_path_of_other_type_raises_type_error(path):
+    """`path` may be `str`, `bytes` or any `os.PathLike` (anything else: `TypeError`, as `os.open`)."""
+    with pytest.raises(TypeError):
+        mmkv.open(path)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_open_path_with_nul_byte_raises_value_error(tmp_path, as_bytes):
+    """`path` as `os.open` takes it: an embedded NUL is a `ValueError`, nothing is created."""
+    path = str(tmp_path) + "/bad\0name.mmkv"
+    with pytest.raises(ValueError):
+        mmkv.open(os.fsencode(path) if as_bytes else path)
+    assert os.listdir(tmp_path) == []
+
+
 # --- flags ------------------------------------------------------------------------------
 
 
-def test_open_default_flag_creates_missing_store(store_path, open_store):
+def test_open_default_flag_creates_missing_store(store_path):
     """`"c"` read-write, created if missing (the default)."""
-    d = mmkv.open(store_path)
-    try:
+    with mmkv.open(store_path) as d:
         d[b"k"] = b"v"
         assert d[b"k"] == b"v"
-    finally:
-        d.close()
     assert store_path.exists()
 
 
@@ -436,8 +449,8 @@ FOREIGN_KINDS = [
 
 @pytest.fixture(params=FOREIGN_KINDS)
 def foreign_file(request, tmp_path):
-    """A file that is not a store, at tmp_path/'foreign.mmkv'."""
-    path = tmp_path / "foreign.mmkv"
+    """A file that is not a store, at tmp_path/"foreign.db"."""
+    path = tmp_path / "foreign.db"
     path.write_bytes(_foreign_content(request.param, tmp_path))
     return path
 
@@ -465,7 +478,7 @@ def test_open_foreign_file_leaves_bytes_unchanged(foreign_file, flag):
 @pytest.mark.parametrize("flag", ["r", "w", "c"])
 def test_open_foreign_file_str_and_bytes_path_message_names_file(tmp_path, flag):
     """`mmkv.error` naming the file, whatever type the path was given as."""
-    path = tmp_path / "naïve-foreign.mmkv"
+    path = tmp_path / "naïve-foreign.db"
     path.write_bytes(b"not a store at all\n" * 300)
     for given in (str(path), os.fsencode(path)):
         with pytest.raises(mmkv.error) as excinfo:
