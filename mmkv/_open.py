@@ -93,6 +93,6 @@ def unlink_shm(name):
     """Remove a shared-memory store.  Handles still open keep working until closed."""
     bare = _shm_name(name)
     try:
-        os.unlink(os.path.join(_SHM_DIR, bare))
+        os.unlink(os.path.join(os.environ.get("MMKV_TEST_SHM_DIR", _SHM_DIR), bare))
     except FileNotFoundError:
         raise NotFoundError(2, "no such shared-memory store", f"shm:{bare}") from None

@@ -250,15 +250,17 @@ uint64_t os_now_ns(void)
 }
 
 /* POSIX shared memory lives in /dev/shm on Linux (glibc's shm_open does the same open);
- * using the path directly lets the store share one code path with files. */
+ * using the path directly lets the store share one code path with files.  Tests may point
+ * MMKV_TEST_SHM_DIR at a small tmpfs of their own to fill it. */
 int os_shm_path(const char *name, char *out, size_t cap)
 {
+    const char *dir = getenv("MMKV_TEST_SHM_DIR");
     if (name[0] == '/')
         name++;
     size_t n = strlen(name);
     if (n == 0 || n > 200 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return MMKV_EINVAL;
-    if ((size_t)snprintf(out, cap, "/dev/shm/%s", name) >= cap)
+    if ((size_t)snprintf(out, cap, "%s/%s", dir ? dir : "/dev/shm", name) >= cap)
         return MMKV_EINVAL;
     return 0;
 }

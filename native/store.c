@@ -1186,16 +1186,21 @@ static int store_validate_open(mmkv_store *s, struct view *v)
 
 /* First opener (no other handle anywhere): the mutex may name a dead thread or come from
  * another machine, so make it new; finish what crashed writers left. */
-static int store_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot[16])
+static int store_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot[16],
+                               int power_loss)
 {
     struct gen *g = v->g;
     struct fmt_header *h = view_hdr(v);
     lock_init(g->lockpg, boot, g->dev, g->ino);
     int rc = 0;
-    if (atomic_load(&h->dirty) && memcmp(h->boot_id, boot, 16) != 0 && !s->shm)
-        rc = recover_scan(s, v);          /* possible power loss: trust only the log */
-    else
+    if (power_loss) {
+        /* trust only the log; a grow whose size did not reach the disk is forgotten */
+        if (atomic_load(&h->file_size) > v->len)
+            atomic_store(&h->file_size, v->len);
+        rc = recover_scan(s, v);
+    } else {
         commit_recover(v);                /* a process crash: the page cache is intact */
+    }
     if (rc < 0)
         return rc;
     if (atomic_load(&h->compact_tag) || atomic_load(&h->state) != FMT_ACTIVE)
@@ -1205,12 +1210,12 @@ static int store_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot
     return 0;
 }
 
-static int store_attach_locks(mmkv_store *s, struct view *v, int alone)
+static int store_attach_locks(mmkv_store *s, struct view *v, int alone, int power_loss)
 {
     uint8_t boot[16];
     os_boot_id(boot);
     if (alone)
-        return store_recover_alone(s, v, boot);
+        return store_recover_alone(s, v, boot, power_loss);
     /* Others have it open.  If none of them is a writer of this boot, the mutex may be
      * stale: reinitialise it under the init lock (byte 1), which every writer takes here. */
     struct gen *g = v->g;
@@ -1239,7 +1244,8 @@ static int store_map_all(struct gen *g, uint64_t size)
     return 0;
 }
 
-static int store_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone)
+static int store_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone,
+                                int power_loss)
 {
     sigjmp_buf env;
     if (sigsetjmp(env, 0)) {
@@ -1251,10 +1257,11 @@ static int store_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int
     struct view v;
     if (rc == 0) {
         store_view(g, &v);
-        rc = store_validate_open(s, &v);
+        if (!power_loss)   /* after a power loss only the log counts; checked after the scan */
+            rc = store_validate_open(s, &v);
     }
     if (rc == 0 && !g->readonly)
-        rc = store_attach_locks(s, &v, alone);
+        rc = store_attach_locks(s, &v, alone, power_loss);
     if (rc == 0 && !g->readonly)
         rc = store_validate_open(s, &v);
     guard_disarm();
@@ -1299,6 +1306,15 @@ void store_gen_discard(struct gen *g)
     free(g);
 }
 
+/* Was the machine restarted while the file was open (dirty, another boot)?  Then the page
+ * cache may have lost writes that had not been synced: a possible power loss. */
+static int store_power_lost(const mmkv_store *s, const struct fmt_header *h)
+{
+    uint8_t boot[16];
+    os_boot_id(boot);
+    return !s->shm && atomic_load(&((struct fmt_header *)h)->dirty) && memcmp(h->boot_id, boot, 16) != 0;
+}
+
 /* Liveness: every handle holds a read OFD lock on byte 0 for its life.  A writer that can
  * take the write lock on byte 0 is alone; it initialises or recovers, then downgrades.
  * Others wait on the read lock until that is done.  On success *out owns fd; on failure
@@ -1331,13 +1347,16 @@ static int store_attach(mmkv_store *s, int fd, int flag, const struct mmkv_optio
     if (rc == 0)
         rc = store_read_header(fd, &h, size);
     uint64_t fsize = rc == 0 ? atomic_load(&h.file_size) : 0;
+    int power_loss = rc == 0 && alone && !s->readonly && store_power_lost(s, &h);
+    if (power_loss && fsize > size)
+        fsize = size & ~(uint64_t)(FMT_PAGE - 1);   /* a grow that never reached the disk */
     if (rc == 0 && (fsize > size || fsize < FMT_ARENA_OFF + FMT_PAGE || (fsize & (FMT_PAGE - 1))))
         rc = MMKV_ECORRUPT;
     if (rc == 0) {
         memcpy(g->sipkey, h.sipkey, 16);
         g->max_klen = h.max_key_len;
         g->max_vlen = h.max_value_len;
-        rc = store_attach_guarded(s, g, fsize, alone);
+        rc = store_attach_guarded(s, g, fsize, alone, power_loss);
     }
     if (rc == 0 && alone)
         rc = os_ofd_lock(fd, F_RDLCK, 0, 0);

@@ -354,6 +354,7 @@ def run_all(stores: list[Store], big: Workload, small: Workload, workdir: Path,
     order rotated each round so no store always runs first or right after another's writes."""
     samples: list[dict] = []
     sizes: dict[str, dict] = {}
+    began = time.monotonic()
     for rnd in range(-warmup, repeat):
         shift = rnd % len(stores)
         for store in stores[shift:] + stores[:shift]:
@@ -365,7 +366,7 @@ def run_all(stores: list[Store], big: Workload, small: Workload, workdir: Path,
                 f" {store.name:<13} {time.perf_counter() - start:6.2f} s")
             if rnd >= 0:
                 for t in timings:
-                    t["round"] = rnd
+                    t["round"], t["at_s"] = rnd, round(start - began, 3)
                 samples.extend(timings)
                 if seen:
                     sizes.setdefault(store.name, seen)
@@ -497,11 +498,15 @@ def mmkv_info() -> dict[str, Any]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     build = package / "_build.py"
     build_text = build.read_text(encoding="utf-8") if build.exists() else ""
+    flags = re.findall(r"""["'](-[A-Za-z][^"'\s]*)["']""", build_text)
+    core = sorted(package.glob("_core*.so"))
     return {"imported": True, "version": getattr(mmkv, "__version__", None),
             "path": str(package), "source_sha256": digest.hexdigest(),
             "source_files": len(sources),
-            "build_flags_in__build_py": sorted(set(re.findall(r"""["'](-[OfgDWm][^"']*)["']""",
-                                                              build_text)))}
+            "core_library": core[0].name if core else None,
+            "core_library_sha256": hashlib.sha256(core[0].read_bytes()).hexdigest()
+            if core else None,
+            "build_flags_in__build_py": list(dict.fromkeys(flags))}
 
 
 def machine_info(workdir: Path) -> dict[str, Any]:
@@ -544,6 +549,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def warn_if_busy(log) -> None:
+    """Other work on the machine skews every figure (fsync ones most): say so up front."""
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"bench: warning: 1-minute load average is {load:.2f}; the machine is not idle,"
+            " expect wide p10-p90 ranges")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)
@@ -555,7 +568,10 @@ def main(argv: list[str] | None = None) -> int:
         info = machine_info(Path(work))
         log(f"bench: n={args.n} n_sync={small.n} repeat={args.repeat} in {work}"
             f" ({info['workdir_filesystem']['type']})")
+        warn_if_busy(log)
+        info["load_average_start"] = os.getloadavg()
         samples, sizes = run_all(stores, big, small, Path(work), args.repeat, args.warmup, log)
+        info["load_average_end"] = os.getloadavg()
     rows = summarise(samples)
     table = ratios(rows)
     print(format_report(rows, table, sizes))
