@@ -825,6 +825,25 @@ int mmkv_unlock(mmkv_store *s)
     return (int)store_call_plain(s, op_unlock, NULL);
 }
 
+/* Give the child its own open file description, with its own read OFD lock.  The one it
+ * inherited is shared with the parent: a lock change on it (the last-closer test takes the
+ * write lock) would act for both, and it would outlive the parent's close. */
+static void store_fork_reopen(struct gen *g)
+{
+    if (g->fd < 0 || atomic_load(&g->released))
+        return;
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", g->fd);
+    int fd = os_vt.open(proc, g->readonly ? O_RDONLY : O_RDWR, 0);
+    if (fd < 0)
+        return;
+    if (os_ofd_lock(fd, F_RDLCK, 0, 1) == 0 && dup3(fd, g->fd, O_CLOEXEC) >= 0) {
+        os_vt.close(fd);
+        return;
+    }
+    os_vt.close(fd);
+}
+
 void mmkv_after_fork_child(void)
 {
     /* The child has its own thread ids: it owns no robust mutex of the parent.  Reset the
@@ -834,8 +853,11 @@ void mmkv_after_fork_child(void)
     for (mmkv_store *s = registry; s; s = s->next_open) {
         atomic_store(&s->user_locks, 0);
         pthread_mutex_init(&s->switch_mu, NULL);
-        for (struct gen *g = s->gens; g; g = g->next)
+        for (struct gen *g = s->gens; g; g = g->next) {
             pthread_mutex_init(&g->map_mu, NULL);
+            store_fork_reopen(g);
+        }
+        s->pid = getpid();
     }
 }
 
