@@ -991,6 +991,25 @@ static uint64_t iter_desc(struct gen *g)
     return atomic_load_explicit(&view_hdr(&v)->table_desc, memory_order_acquire);
 }
 
+/* 1 if the handle must move off g (the path names another file), else 0 with *desc set;
+ * MMKV_EFAULT if the mapping faulted. */
+static int iter_gen_moved(mmkv_store *s, struct gen *g, uint64_t *desc)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) {
+        guard_disarm();
+        return MMKV_EFAULT;
+    }
+    guard_arm(&env);
+    struct view v;
+    store_view(g, &v);
+    int moved = store_moved(s, g, atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire));
+    if (!moved)
+        *desc = iter_desc(g);
+    guard_disarm();
+    return moved;
+}
+
 int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc)
 {
     *out = NULL;
@@ -1005,11 +1024,27 @@ int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc)
         return rc;
     }
     it->s = s;
-    it->g = store_gen_pin(s);
-    *desc = iter_desc(it->g);
+    /* start on the file the path names now: a handle that has not moved since another
+     * process compacted must move first, or it would iterate a retired file */
+    for (int tries = 0;; tries++) {
+        it->g = store_gen_pin(s);
+        int moved = iter_gen_moved(s, it->g, desc);
+        rc = moved < 0 ? moved : 0;
+        if (moved == 1 && tries < 100)
+            rc = store_switch(s, it->g);
+        if (moved == 0)
+            break;
+        store_gen_unpin(it->g);
+        if (rc < 0 || tries >= 100) {
+            free(it);
+            it = NULL;
+            rc = rc < 0 ? rc : MMKV_EFAULT;
+            break;
+        }
+    }
     atomic_fetch_sub(&s->inflight, 1);
     *out = it;
-    return 0;
+    return rc;
 }
 
 int mmkv_iter_scan(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
