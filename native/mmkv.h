@@ -180,6 +180,9 @@ void mmkv_salvage_close(mmkv_salvage *h);
 /* Call in a child process after fork(): forget lock ownership inherited from the parent. */
 void mmkv_after_fork_child(void);
 
+/* Tests: how many fdatasync calls this process has made (durable=True, sync()). */
+uint64_t mmkv_debug_sync_count(void);
+
 /* A static description of an MMKV_E* code or -errno. */
 const char *mmkv_strerror(int rc);
 

@@ -68,9 +68,17 @@ static int os_ftruncate_impl(int fd, uint64_t len)
 
 /* After an fsync error the kernel may have dropped the dirty pages (fsyncgate): the caller
  * treats any error as a lost durability point and reports it. */
+static _Atomic uint64_t os_sync_count;
+
 static int os_fdatasync_impl(int fd)
 {
+    atomic_fetch_add(&os_sync_count, 1);
     return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+uint64_t mmkv_debug_sync_count(void)
+{
+    return atomic_load(&os_sync_count);
 }
 
 static int os_pwrite_impl(int fd, const void *buf, size_t len, uint64_t off)
