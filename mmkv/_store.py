@@ -17,6 +17,7 @@ once, every yielded key was present at some moment, and `for k in d: del d[k]` w
 (deletes never rebuild).  The skip set exists only after a rebuild.
 """
 import threading
+from itertools import accumulate
 from collections.abc import ItemsView, MutableMapping, ValuesView
 
 from ._core import ffi, lib
@@ -48,21 +49,18 @@ def _bytes(x, what="key"):
 
 
 class _Items(ItemsView):
+    __slots__ = ()
+
     def __iter__(self):
-        store = self._mapping
-        for key in store:
-            value = store.get(key, _MISSING)
-            if value is not _MISSING:
-                yield (key, value)
+        return self._mapping._iterate(True)
 
 
 class _Values(ValuesView):
+    __slots__ = ()
+
     def __iter__(self):
-        store = self._mapping
-        for key in store:
-            value = store.get(key, _MISSING)
-            if value is not _MISSING:
-                yield value
+        for _, value in self._mapping._iterate(True):
+            yield value
 
 
 class Store(MutableMapping):
@@ -88,12 +86,15 @@ class Store(MutableMapping):
 
     # ---- reads ----
 
-    def __getitem__(self, key):
-        k = _bytes(key)
-        buf = _buffer()
-        n = lib.mmkv_get(self._h, k, len(k), buf, _BUF_LEN)
+    def __getitem__(self, key, _get=lib.mmkv_get, _unpack=ffi.unpack, _tls=_tls):
+        k = key if type(key) is bytes else _bytes(key)
+        try:
+            buf = _tls.buf
+        except AttributeError:
+            buf = _buffer()
+        n = _get(self._h, k, len(k), buf, _BUF_LEN)
         if 0 <= n <= _BUF_LEN:
-            return ffi.unpack(buf, n)
+            return _unpack(buf, n)
         if n > _BUF_LEN:
             return self._get_large(k, n, key)
         self._fail(n, key)
@@ -108,13 +109,16 @@ class Store(MutableMapping):
                 self._fail(m, key)
             n = m
 
-    def get(self, key, default=None):
+    def get(self, key, default=None, _get=lib.mmkv_get, _unpack=ffi.unpack, _tls=_tls):
         """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
-        k = _bytes(key)
-        buf = _buffer()
-        n = lib.mmkv_get(self._h, k, len(k), buf, _BUF_LEN)
+        k = key if type(key) is bytes else _bytes(key)
+        try:
+            buf = _tls.buf
+        except AttributeError:
+            buf = _buffer()
+        n = _get(self._h, k, len(k), buf, _BUF_LEN)
         if 0 <= n <= _BUF_LEN:
-            return ffi.unpack(buf, n)
+            return _unpack(buf, n)
         if n == lib.MMKV_ENOTFOUND:
             return default
         if n > _BUF_LEN:
@@ -139,10 +143,10 @@ class Store(MutableMapping):
 
     # ---- writes ----
 
-    def __setitem__(self, key, value):
-        k = _bytes(key)
-        v = _bytes(value, "value")
-        rc = lib.mmkv_put(self._h, k, len(k), v, len(v))
+    def __setitem__(self, key, value, _put=lib.mmkv_put):
+        k = key if type(key) is bytes else _bytes(key)
+        v = value if type(value) is bytes else _bytes(value, "value")
+        rc = _put(self._h, k, len(k), v, len(v))
         if rc < 0:
             self._fail(rc)
 
@@ -212,30 +216,36 @@ class Store(MutableMapping):
 
     # ---- iteration ----
 
-    def _scan(self, it, desc, pos, end, state):
-        """One batch of keys from table desc of the pinned file, from pos[0]:
-        (keys, done, current); current is 0 once the handle moved to a compacted file."""
-        buf, lens, n, cur, need = state
+    def _scan(self, it, desc, pos, end, state, with_values=False):
+        """One batch from table desc of the pinned file, from slot pos[0]: (entries, done,
+        current), entries being keys or (key, value) pairs; current is 0 once the handle
+        has moved to a compacted file."""
+        buf, lens, vlens, n, cur, need = state
         while True:
-            rc = lib.mmkv_iter_scan(it, desc, pos, end, buf[0], len(buf[0]), lens, _BATCH,
-                                    n, cur, need)
+            rc = lib.mmkv_iter_scan_items(it, desc, pos, end, buf[0], len(buf[0]), lens,
+                                          vlens if with_values else ffi.NULL, _BATCH, n, cur,
+                                          need)
             if rc != lib.MMKV_EBUFSIZE:
                 break
             buf[0] = ffi.new("char[]", max(need[0], 2 * len(buf[0])))
         if rc < 0:
             self._fail(rc)
         count = n[0]
-        keys = []
-        if count:
-            sizes = ffi.unpack(lens, count)
-            data = ffi.unpack(buf[0], sum(sizes))
-            off = 0
-            for size in sizes:
-                keys.append(data[off:off + size])
-                off += size
-        return keys, rc == 1, cur[0]
+        if not count:
+            return [], rc == 1, cur[0]
+        sizes = ffi.unpack(lens, count)
+        if with_values:
+            sizes = [x for pair in zip(sizes, ffi.unpack(vlens, count)) for x in pair]
+        offs = list(accumulate(sizes, initial=0))
+        data = ffi.unpack(buf[0], offs[-1])
+        parts = [data[a:b] for a, b in zip(offs, offs[1:])]
+        entries = list(zip(parts[::2], parts[1::2])) if with_values else parts
+        return entries, rc == 1, cur[0]
 
     def __iter__(self):
+        return self._iterate(False)
+
+    def _iterate(self, with_values):
         itp = ffi.new("mmkv_iter **")
         descp = ffi.new("uint64_t *")
         rc = lib.mmkv_iter_begin(self._h, itp, descp)
@@ -243,21 +253,25 @@ class Store(MutableMapping):
             self._fail(rc)
         it = itp[0]
         try:
-            yield from self._iterate(it, descp)
+            yield from self._walk(it, descp, with_values)
         finally:
             lib.mmkv_iter_end(it)
 
-    def _iterate(self, it, descp):
+    def _walk(self, it, descp, with_values):
         state = ([ffi.new("char[]", _BUF_LEN)], ffi.new("uint32_t[]", _BATCH),
-                 ffi.new("size_t *"), ffi.new("uint64_t *"), ffi.new("size_t *"))
+                 ffi.new("uint32_t[]", _BATCH), ffi.new("size_t *"), ffi.new("uint64_t *"),
+                 ffi.new("size_t *"))
         desc = descp[0]
         pos = ffi.new("uint64_t *")
         skip = None
         while True:
-            keys, done, current = self._scan(it, desc, pos, 0, state)
-            for key in keys:
-                if skip is None or key not in skip:
-                    yield key
+            entries, done, current = self._scan(it, desc, pos, 0, state, with_values)
+            if skip is None:
+                yield from entries
+            else:
+                for entry in entries:
+                    if (entry[0] if with_values else entry) not in skip:
+                        yield entry
             if done:
                 return
             if current != desc:

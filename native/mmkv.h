@@ -143,6 +143,11 @@ int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc);
 int mmkv_iter_scan(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
                    size_t cap, uint32_t *lens, size_t max_keys, size_t *n, uint64_t *current,
                    size_t *need);
+/* The same with values: each key in buf is followed by its value (checksum verified), whose
+ * length goes to vlens. */
+int mmkv_iter_scan_items(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
+                         size_t cap, uint32_t *lens, uint32_t *vlens, size_t max_keys,
+                         size_t *n, uint64_t *current, size_t *need);
 int mmkv_iter_repin(mmkv_iter *it, uint64_t *desc);
 void mmkv_iter_end(mmkv_iter *it);
 

@@ -930,6 +930,7 @@ struct iter_ctx {
     char *buf;
     size_t cap;
     uint32_t *lens;
+    uint32_t *vlens;             /* items: value lengths (values follow their keys) */
     size_t max_keys, *n, *need;
     uint64_t *current;
 };
@@ -958,16 +959,22 @@ static int iter_scan_gen(mmkv_store *s, struct iter_ctx *c)
             return rc;
         if (r->type != FMT_PUT)
             return MMKV_ECORRUPT;
-        if (used + r->klen > c->cap) {
+        size_t len = r->klen + (c->vlens ? r->vlen : 0);
+        if (used + len > c->cap) {
             if (n == 0) {
-                *c->need = r->klen;
+                *c->need = len;
                 return MMKV_EBUFSIZE;
             }
             break;
         }
-        memcpy(c->buf + used, r + 1, r->klen);
+        memcpy(c->buf + used, r + 1, len);
+        if (c->vlens) {
+            if (fmt_record_crc(r) != r->crc)
+                return MMKV_ECORRUPT;
+            c->vlens[n] = r->vlen;
+        }
         c->lens[n++] = r->klen;
-        used += r->klen;
+        used += len;
     }
     *c->pos = i;
     *c->n = n;
@@ -1051,7 +1058,15 @@ int mmkv_iter_scan(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, ch
                    size_t cap, uint32_t *lens, size_t max_keys, size_t *n, uint64_t *current,
                    size_t *need)
 {
-    struct iter_ctx c = {it->g, desc, pos, end, buf, cap, lens, max_keys, n, need, current};
+    return mmkv_iter_scan_items(it, desc, pos, end, buf, cap, lens, NULL, max_keys, n, current,
+                                need);
+}
+
+int mmkv_iter_scan_items(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end, char *buf,
+                         size_t cap, uint32_t *lens, uint32_t *vlens, size_t max_keys,
+                         size_t *n, uint64_t *current, size_t *need)
+{
+    struct iter_ctx c = {it->g, desc, pos, end, buf, cap, lens, vlens, max_keys, n, need, current};
     int rc = iter_enter(it->s);
     if (rc < 0)
         return rc;
