@@ -9,9 +9,10 @@ The dump format, version 1
 ==========================
 
 A dump is a text file of UTF-8 lines, each one JSON object (RFC 8259) terminated by a single
-line feed (0x0A), the last line included.  No blank lines, no carriage returns, no byte order
-mark.  Inside a line, JSON whitespace is allowed but writers emit none.  Three kinds of line,
-in this order:
+line feed (0x0A), the last line included.  The object starts at the line's first byte and its
+closing brace is the byte before the line feed: no blank lines, no carriage returns, no byte
+order mark.  Between tokens JSON whitespace is allowed, but writers emit none.  Three kinds of
+line, in this order:
 
 1. The header, exactly one, first::
 
@@ -29,9 +30,11 @@ in this order:
 
    The key is in exactly one of "k" (the key's bytes are UTF-8: the JSON string is that
    text) or "k64" (any bytes: standard base64 with padding, RFC 4648 section 4, no line
-   breaks); the value likewise in exactly one of "v" or "v64".  No other field.  Writers use
-   "k"/"v" whenever the bytes decode as strict UTF-8 (no surrogates), else "k64"/"v64";
-   readers accept either form for any bytes.  Empty keys and values are ordinary ("k":"").
+   breaks); the value likewise in exactly one of "v" or "v64".  No other field; the two
+   fields in either order.  Writers use "k"/"v" whenever the bytes decode as strict UTF-8
+   (no surrogates), else "k64"/"v64", and write text as UTF-8, escaping only what JSON
+   requires (quote, backslash, U+0000-U+001F); readers accept any JSON escape and either
+   form for any bytes.  Empty keys and values are ordinary ("k":"").
    Records are in strictly increasing order of their key bytes, compared as unsigned bytes
    with a shorter key first when it is a prefix of the other (memcmp order, Python's bytes
    order); so no key appears twice.
@@ -64,8 +67,8 @@ import binascii
 import hashlib
 import heapq
 import json
+import marshal
 import os
-import struct
 import tempfile
 
 from ._core import ffi, lib
@@ -78,10 +81,11 @@ RUN_BYTES = 8 * 1024 * 1024           # memory budget of one sorted run (keys + 
 KEY_OVERHEAD = 64                     # what a bytes object and its list slot cost beyond len
 FAN_IN = 64                           # runs merged at once
 _WRITE_CHUNK = 256 * 1024
-_LEN = struct.Struct(">I")
+_BLOCK_KEYS = 1024                    # keys per block of a run file
 
 _json_string = json.encoder.encode_basestring   # str -> JSON string literal, non-ASCII kept
 _b64encode = base64.b64encode
+
 
 class DumpError(ValueError):
     """A dump that fails its checks; the message names the line."""
@@ -162,10 +166,12 @@ class KeySorter:
     distinct keys in bytewise order.
 
     Keys are held in memory up to run_bytes (counting KEY_OVERHEAD per key), then sorted and
-    spilled as a run to a temporary file (a 4-byte big-endian length, then the key, per key).
+    spilled as a run to a temporary file (marshal'd lists of up to 1024 keys; the files live
+    in a private directory of this process and are only ever read by it).
     Runs are merged FAN_IN at a time into runs of the next level, so open files and memory
     stay bounded whatever the number of keys; the final merge streams with heapq.merge.
-    Memory: O(run_bytes + FAN_IN * levels * 64 KiB).  Disk: about twice the keys' size.
+    Memory: O(run_bytes + FAN_IN * levels * (64 KiB + a block of keys)); disk: about twice
+    the keys' size.
     Use as a context manager: the temporary directory goes away on exit.
     """
 
@@ -202,11 +208,15 @@ class KeySorter:
 
     def _write_run(self, keys):
         path = self._new_run_path()
-        pack = _LEN.pack
         with open(path, "wb", buffering=1 << 16) as f:
+            block = []
             for key in keys:
-                f.write(pack(len(key)))
-                f.write(key)
+                block.append(key)
+                if len(block) == _BLOCK_KEYS:
+                    marshal.dump(block, f)
+                    block = []
+            if block:
+                marshal.dump(block, f)
         return path
 
     def _add_run(self, path, level):
@@ -238,14 +248,13 @@ class KeySorter:
 
 def _read_run(path):
     """The keys of a run file, in file order."""
-    unpack, size = _LEN.unpack, _LEN.size
     with open(path, "rb", buffering=1 << 16) as f:
         while True:
-            head = f.read(size)
-            if not head:
+            try:
+                block = marshal.load(f)
+            except EOFError:
                 return
-            (n,) = unpack(head)
-            yield f.read(n)
+            yield from block
 
 
 def _unique(keys):
@@ -266,7 +275,7 @@ def _no_duplicates(pairs):
     return obj
 
 
-_decode_json = json.JSONDecoder(object_pairs_hook=_no_duplicates).decode
+_scan_json = json.JSONDecoder(object_pairs_hook=_no_duplicates).scan_once
 
 
 def _is_int(x):
@@ -345,19 +354,35 @@ class DumpReader:
         return line
 
     def _parse(self, line):
+        """The JSON object a line holds: it starts at the first byte and ends right before
+        the line feed."""
         try:
-            obj = _decode_json(line.decode("utf-8"))
+            text = line.decode("utf-8")
         except UnicodeDecodeError:
             raise DumpError(f"line {self.lineno}: not UTF-8") from None
+        try:
+            obj, end = _scan_json(text, 0)
+        except StopIteration as e:
+            raise DumpError(f"line {self.lineno}: not JSON (at column {e.value + 1})") from None
         except DumpError as e:
             raise DumpError(f"line {self.lineno}: {e}") from None
         except ValueError as e:
             raise DumpError(f"line {self.lineno}: not JSON ({e.args[0]})") from None
         if type(obj) is not dict:
             raise DumpError(f"line {self.lineno}: not a JSON object")
+        if end != len(text) - 1:
+            raise DumpError(f"line {self.lineno}: unexpected {text[end:-1][:16]!r} "
+                            f"after the JSON object")
         return obj
 
     def _record(self, obj):
+        if len(obj) == 2:               # the common case: {"k": text, "v": text}
+            key, value = obj.get("k"), obj.get("v")
+            if type(key) is str and type(value) is str:
+                try:
+                    return key.encode("utf-8"), value.encode("utf-8")
+                except UnicodeEncodeError:
+                    pass                # a lone surrogate: let _data say which
         try:
             key = _data(obj, "k", "key")
             value = _data(obj, "v", "value")
@@ -459,11 +484,12 @@ class Salvage:
             self._h = None
 
 
-def replay(salvage, store):
-    """Apply the salvaged records to store in log order; returns (max key len, max value
-    len) seen, so a dump of the result can declare limits its records fit."""
+def replay(salvage, store, progress=None):
+    """Apply the salvaged records to store in log order (PUT sets, DEL removes, CLEAR
+    empties), calling progress(records so far) every 1024 records.  Returns the longest key
+    and value put, so a dump of the result can declare limits its records fit."""
     max_k = max_v = 0
-    for kind, key, value in salvage.items():
+    for i, (kind, key, value) in enumerate(salvage.items(), 1):
         if kind == Salvage.PUT:
             store[key] = value
             max_k, max_v = max(max_k, len(key)), max(max_v, len(value))
@@ -471,4 +497,6 @@ def replay(salvage, store):
             store.pop(key, None)
         elif kind == Salvage.CLEAR:
             store.clear()
+        if progress is not None and not i & 1023:
+            progress(i)
     return max_k, max_v

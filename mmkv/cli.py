@@ -22,7 +22,8 @@ so STORE appears whole or not at all.  `dump` of a damaged store salvages every 
 
 Exit status: 0 success; 1 an error, reported in one line on stderr (missing or foreign store,
 missing key, refused dump) or a store that `check` finds damaged; 2 a usage error (one line);
-3 `dump` wrote a salvaged dump of a damaged store, skipping what was lost; 130 interrupted.
+3 `dump` wrote a salvaged dump of a damaged store, skipping what was lost; 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM): both remove their temporary files.
 Long runs draw a progress bar on stderr when it is a terminal and the run has lasted
 MMKV_PROGRESS_DELAY seconds (default 1); otherwise they are quiet.
 """
@@ -34,9 +35,11 @@ import json
 import multiprocessing
 import os
 import secrets
+import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 
 import mmkv
@@ -131,13 +134,16 @@ class _Progress:
         else:
             bar, count = "", f"{self._done:,} {self._unit}"
         note = f"  {self._note}" if self._note else ""
-        sys.stderr.write(f"\r{self._label} {bar}{count}  {rate:,.0f}/s{note}\x1b[K")
+        line = f"{self._label} {bar}{count}  {rate:,.0f} {self._unit}/s{note}"
+        sys.stderr.write(f"\r{line}\x1b[K")      # \x1b[K: erase what a longer line left
         sys.stderr.flush()
         self._shown = True
 
-    def finish(self, done=None):
+    def finish(self, done=None, note=None):
         if done is not None:
             self._done = done
+        if note is not None:
+            self._note = note
         if self._shown:
             self._draw(time.monotonic())
             sys.stderr.write("\n")
@@ -151,8 +157,9 @@ def _first_line(e):
     if isinstance(e, OSError) and e.strerror:
         lines = [ln.strip() for ln in str(e.strerror).splitlines() if ln.strip()]
         text = lines[0] if lines else str(e)
-        if len(lines) > 1 and text.endswith(":"):
-            text = f"{text} {lines[1]}" + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
+        if len(lines) > 1 and text.endswith(":"):     # a report: its first finding
+            more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+            text = f"{text} {lines[1]}{more}"
         return f"{os.fsdecode(e.filename)}: {text}" if e.filename is not None else text
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
@@ -230,7 +237,7 @@ def _open_for_dump(path):
     except mmkv.CorruptError as e:
         return None, _first_line(e)
     try:
-        store._check()
+        store._check(full=False)     # every record verified, in constant memory
     except mmkv.CorruptError as e:
         store.close()
         return None, _first_line(e)
@@ -268,19 +275,9 @@ def _salvage_into(path, scratch):
     salvage = _dump.Salvage(path)
     try:
         bar = _Progress("mmkv dump: salvaging")
-        max_k = max_v = 0
-        for i, (kind, key, value) in enumerate(salvage.items(), 1):
-            if kind == _dump.Salvage.PUT:
-                scratch[key] = value
-                max_k, max_v = max(max_k, len(key)), max(max_v, len(value))
-            elif kind == _dump.Salvage.DEL:
-                scratch.pop(key, None)
-            elif kind == _dump.Salvage.CLEAR:
-                scratch.clear()
-            if not i & 1023:
-                bar.update(i)
-        bar.finish()
+        max_k, max_v = _dump.replay(salvage, scratch, bar.update)
         valid, skipped = salvage.counts()
+        bar.finish(valid)
     finally:
         salvage.close()
     limits = (max(max_k, _DEFAULT_LIMITS[0]), max(max_v, _DEFAULT_LIMITS[1]))
@@ -294,8 +291,8 @@ def _dump_salvaged(path, out, reason):
                        max_value_len=_dump.MAX_VALUE_LEN) as scratch:
             limits, valid, skipped = _salvage_into(path, scratch)
             count = _write_sorted(scratch, out, *limits)
-    print(f"mmkv: {reason}; salvaged {count:,} records from {valid:,} valid log records, "
-          f"skipped {skipped:,} damaged", file=sys.stderr)
+    print(f"mmkv: {reason}; salvaged {count:,} records, skipped {skipped:,} damaged "
+          f"({valid:,} valid records in the log)", file=sys.stderr)
     return EXIT_SALVAGED
 
 
@@ -304,12 +301,11 @@ def _cmd_dump(args):
             and os.path.exists(args.store) and os.path.samefile(args.output, args.store):
         raise Failure(f"{args.output}: is the store itself; dump elsewhere")
     store, reason = _open_for_dump(args.store)
-    with _output(args.output) as out:
+    with store if store is not None else contextlib.nullcontext(), _output(args.output) as out:
         if store is None:
             return _dump_salvaged(args.store, out, reason)
-        with store:
-            st = store.stats()
-            _write_sorted(store, out, st["max_key_len"], st["max_value_len"])
+        st = store.stats()
+        _write_sorted(store, out, st["max_key_len"], st["max_value_len"])
     return EXIT_OK
 
 
@@ -338,7 +334,7 @@ def _input_size(f):
 
 def _fill(store, reader, total):
     """Put every record of the dump into store (DumpError if the dump fails a check)."""
-    bar = _Progress("mmkv restore:", total=total, unit="bytes")
+    bar = _Progress("mmkv restore:", total=total, unit="bytes" if total else "records")
     for key, value in reader:
         try:
             store[key] = value
@@ -347,7 +343,8 @@ def _fill(store, reader, total):
         if not reader.count & 1023:
             bar.update(reader.bytes_read if total else reader.count,
                        f"{reader.count:,} records" if total else "")
-    bar.finish(reader.bytes_read if total else reader.count)
+    bar.finish(reader.bytes_read if total else reader.count,
+               f"{reader.count:,} records" if total else "")
 
 
 def _install(tmp, target, force):
@@ -413,16 +410,17 @@ def _cmd_check(args):
     try:
         store = mmkv.open(args.store, "r")
     except mmkv.CorruptError as e:
-        print(f"{args.store}: damaged: {e.strerror}")
+        print(f"{args.store}: damaged; opening it failed: {_first_line(e).split(': ', 1)[-1]}")
         return EXIT_ERROR
     with store:
         try:
             counts = store._check()
         except mmkv.CorruptError as e:
-            lines = [ln for ln in str(e.strerror).splitlines() if ln.strip()]
-            print(f"{args.store}: damaged; {lines[0] if lines else 'structural check failed'}")
+            lines = [ln.strip() for ln in str(e.strerror).splitlines() if ln.strip()]
+            head = lines[0].rstrip(":") if lines else "structural check failed"
+            print(f"{args.store}: damaged; {head}" + (":" if lines[1:] else ""))
             for line in lines[1:]:
-                print(f"  {line.strip()}")
+                print(f"  {line}")
             return EXIT_ERROR
     print(f"{args.store}: sound ({counts['records']:,} records in the log, "
           f"{counts['live']:,} live keys)")
@@ -594,8 +592,14 @@ def _quiet_stdout():
         os.close(devnull)
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)      # unwinds like Ctrl-C: temporary files are removed
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command != "demo" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -164,6 +164,8 @@ void commit_write_header(struct fmt_record *r, int type, uint32_t klen, uint32_t
 /* recover.c */
 int recover_check(mmkv_store *s, struct view *v, char *report, size_t cap,
                   struct mmkv_check_report *out);
-int recover_scan(mmkv_store *s, struct view *v);      /* power loss: rebuild from the log */
+int recover_scan(mmkv_store *s, struct view *v);
+int recover_verify(mmkv_store *s, struct view *v, char *report, size_t cap,
+                   struct mmkv_check_report *out);      /* power loss: rebuild from the log */
 
 #endif

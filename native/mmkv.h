@@ -182,6 +182,10 @@ int mmkv_salvage_next(mmkv_salvage *h, char *buf, size_t cap, struct mmkv_salvag
 void mmkv_salvage_counts(mmkv_salvage *h, uint64_t *valid, uint64_t *skipped);
 void mmkv_salvage_close(mmkv_salvage *h);
 
+/* The same walk without comparing the table to a replay of the log (constant memory):
+ * every record of the log, and every record a slot points to, is valid. */
+int mmkv_verify(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
+
 /* Call in a child process after fork(): forget lock ownership inherited from the parent. */
 void mmkv_after_fork_child(void);
 

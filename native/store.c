@@ -1129,6 +1129,18 @@ int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report
     return (int)store_call(s, op_check, &c, s && !s->readonly);
 }
 
+static int64_t op_verify(mmkv_store *s, struct view *v, void *arg)
+{
+    struct check_ctx *c = arg;
+    return recover_verify(s, v, c->report, c->cap, c->out);
+}
+
+int mmkv_verify(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out)
+{
+    struct check_ctx c = {report, cap, out};
+    return (int)store_call(s, op_verify, &c, s && !s->readonly);
+}
+
 static int64_t op_compact(mmkv_store *s, struct view *v, void *arg)
 {
     (void)arg;
