@@ -50,6 +50,37 @@ int compact_wanted(const struct view *v)
     return garbage > COMPACT_MIN_GARBAGE && garbage * 2 > used;
 }
 
+/* Size of the file compaction would write for `live` records of `bytes` bytes. */
+static void compact_geometry(uint64_t live, uint64_t bytes, unsigned *lg, uint64_t *chunk,
+                             uint64_t *tail, uint64_t *size)
+{
+    *lg = (unsigned)table_initial_lg(live + live / 2 + 16);
+    *chunk = fmt_table_chunk_len(*lg);
+    *tail = FMT_ARENA_OFF + *chunk + bytes;
+    *size = (*tail + (128ull << 10) - 1) & ~((64ull << 10) - 1);
+}
+
+/* What a compaction would free: the dead bytes of the log, plus the part of the table and of
+ * the spare space at the end that the compacted file would not need. */
+uint64_t compact_reclaimable(const struct view *v)
+{
+    struct fmt_header *h = view_hdr(v);
+    uint64_t tail = atomic_load(&h->tail), garbage = atomic_load(&h->garbage);
+    uint64_t size = atomic_load(&h->file_size), chunk, new_tail, new_size;
+    uint64_t table = fmt_table_chunk_len(fmt_desc_lg(atomic_load(&h->table_desc)) & 31);
+    if (tail < FMT_ARENA_OFF + garbage + table || size < tail)
+        return garbage;   /* damaged counters: say what the header says */
+    unsigned lg;
+    compact_geometry(atomic_load(&h->count), tail - FMT_ARENA_OFF - garbage - table, &lg,
+                     &chunk, &new_tail, &new_size);
+    uint64_t out = garbage;
+    if (table > chunk)
+        out += table - chunk;
+    if (size - tail > new_size - new_tail)
+        out += (size - tail) - (new_size - new_tail);
+    return out;
+}
+
 static int compact_tmp_path(const mmkv_store *s, uint64_t tag, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s.compact-%016llx", s->path, (unsigned long long)tag);
@@ -102,10 +133,7 @@ static int compact_measure(mmkv_store *s, struct view *v, const struct table *t,
         p->live++;
         p->bytes += fmt_record_len(r->klen, r->vlen);
     }
-    p->lg = (unsigned)table_initial_lg(p->live + p->live / 2 + 16);
-    p->chunk = fmt_table_chunk_len(p->lg);
-    p->tail = FMT_ARENA_OFF + p->chunk + p->bytes;
-    p->size = (p->tail + (128ull << 10) - 1) & ~((64ull << 10) - 1);
+    compact_geometry(p->live, p->bytes, &p->lg, &p->chunk, &p->tail, &p->size);
     return 0;
 }
 

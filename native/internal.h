@@ -117,6 +117,7 @@ void store_gen_discard(struct gen *g);
 int compact_run(mmkv_store *s, struct view *v);       /* under the lock of v's gen */
 int compact_resolve(mmkv_store *s, struct view *v);   /* lock holder finds state != ACTIVE */
 int compact_wanted(const struct view *v);
+uint64_t compact_reclaimable(const struct view *v);   /* bytes a compaction would free */
 
 /* lock.c */
 void lock_init(struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);

@@ -900,7 +900,7 @@ static int64_t op_stats(mmkv_store *s, struct view *v, void *arg)
     o->count = atomic_load(&h->count);
     o->file_size = atomic_load(&h->file_size);
     o->tail = atomic_load(&h->tail);
-    o->reclaimable_bytes = atomic_load(&h->garbage);
+    o->reclaimable_bytes = compact_reclaimable(v);
     o->table_capacity = 1ull << (fmt_desc_lg(atomic_load(&h->table_desc)) & 63);
     o->table_used = atomic_load(&h->table_used);
     o->synced_tail = atomic_load(&h->synced_tail);
@@ -1430,6 +1430,11 @@ static int store_attach(mmkv_store *s, int fd, int flag, const struct mmkv_optio
     struct fmt_header h;
     if (rc == 0)
         rc = store_read_header(fd, &h, size);
+    /* A writer grows the file before it publishes the new file_size, so the size measured
+     * after reading the header is at least what that header says, unless the file was
+     * really cut short. */
+    if (rc == 0)
+        rc = os_vt.fstat_size(fd, &size, &g->dev, &g->ino);
     uint64_t fsize = rc == 0 ? atomic_load(&h.file_size) : 0;
     int power_loss = rc == 0 && alone && !s->readonly && store_power_lost(s, &h);
     if (power_loss && fsize > size)
