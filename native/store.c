@@ -548,16 +548,21 @@ static int64_t op_setdefault(mmkv_store *s, struct view *v, void *arg)
     return (int64_t)c->vlen;
 }
 
-/* incr's integer syntax, as Redis: optional sign, 1 to 19 decimal digits, nothing else. */
+/* incr's integer syntax, as Redis (string2ll): "0", or an optional '-' and 1 to 19 digits
+ * without a leading zero; no '+', no spaces, no "-0". */
 static int store_parse_int(const char *p, size_t n, int64_t *out)
 {
     size_t i = 0;
     int neg = 0;
-    if (n && (p[0] == '-' || p[0] == '+')) {
-        neg = p[0] == '-';
+    if (n == 1 && p[0] == '0') {
+        *out = 0;
+        return 0;
+    }
+    if (n && p[0] == '-') {
+        neg = 1;
         i = 1;
     }
-    if (i == n || n - i > 19)
+    if (i == n || n - i > 19 || p[i] == '0')
         return MMKV_EVALUE;
     uint64_t acc = 0;
     for (; i < n; i++) {
