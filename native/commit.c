@@ -39,7 +39,9 @@ int commit_ensure_space(mmkv_store *s, struct view *v, uint64_t end)
     struct fmt_header *h = view_hdr(v);
     uint64_t size = atomic_load(&h->file_size);
     if (end > size) {
-        uint64_t want = size + size / 2;
+        /* grow by half, at most 1 GiB at a time: a huge (or hostile) file_size must not
+         * make one write try to take the whole disk */
+        uint64_t want = size + (size / 2 < (1ull << 30) ? size / 2 : (1ull << 30));
         uint64_t step = want < (8ull << 20) ? (64ull << 10) : (1ull << 20);
         if (want < end)
             want = end;

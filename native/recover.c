@@ -355,6 +355,7 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
         gap += FMT_PAGE;
     }
     uint64_t chunk = fmt_table_chunk_len(lg), end = toff + chunk;
+    uint64_t old_tail = atomic_load(&h->tail);
     atomic_store(&h->tail, w->off);
     int rc = commit_ensure_space(s, v, end);
     if (rc < 0)
@@ -384,10 +385,17 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
             i = (i + 1) & mask;
         atomic_store(&slots[i], fmt_slot_word(m->offs[k], r->hash));
     }
-    /* zero everything after the new table, so no stale record past the prefix can ever be
-     * taken for a valid one by a later scan */
-    uint64_t size = atomic_load(&h->file_size);
-    memset(v->base + end, 0, (size < v->len ? size : v->len) - end);
+    /* Zero what follows the new table up to past where the log ended before the crash, so
+     * no stale record there can be taken for a valid one by a later scan.  (The epoch,
+     * raised above, rejects any stale record this misses; the bound keeps a hostile
+     * file_size from making recovery write zeros over a terabyte.) */
+    uint64_t size = atomic_load(&h->file_size), limit = (old_tail > end ? old_tail : end) + (1ull << 20);
+    if (size > v->len)
+        size = v->len;
+    if (limit > size)
+        limit = size;
+    if (limit > end)
+        memset(v->base + end, 0, limit - end);
     atomic_store(&h->table_desc, fmt_desc(toff, lg));
     atomic_store(&h->tail, end);
     atomic_store(&h->seq, seq);
