@@ -122,12 +122,10 @@ struct compact_plan {
 static int compact_measure(mmkv_store *s, struct view *v, const struct table *t, struct compact_plan *p)
 {
     p->live = p->bytes = 0;
-    for (uint64_t i = 0; i < t->cap; i++) {
-        uint64_t w = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-        if (w <= FMT_TOMB)
-            continue;
-        const struct fmt_record *r;
-        int rc = table_record(s, v, w, &r);
+    uint64_t w;
+    const struct fmt_record *r;
+    int rc;
+    for (uint64_t i = 0; (rc = table_next_live(s, v, t, &i, &w, &r)) != 0; i++) {
         if (rc < 0)
             return rc;
         p->live++;
@@ -151,12 +149,10 @@ static int compact_fill(mmkv_store *s, struct view *a, const struct table *t,
     tr->crc = fmt_record_crc(tr);
     _Atomic uint64_t *slots = (_Atomic uint64_t *)((uint8_t *)tr + FMT_TABLE_SLOTS_OFF);
     uint64_t off = FMT_ARENA_OFF + p->chunk;
-    for (uint64_t i = 0; i < t->cap; i++) {
-        uint64_t w = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-        if (w <= FMT_TOMB)
-            continue;
-        const struct fmt_record *r;
-        int rc = table_record(s, a, w, &r);
+    uint64_t w;
+    const struct fmt_record *r;
+    int rc;
+    for (uint64_t i = 0; (rc = table_next_live(s, a, t, &i, &w, &r)) != 0; i++) {
         if (rc < 0)
             return rc;
         if (r->type != FMT_PUT || fmt_record_crc(r) != r->crc)

@@ -140,6 +140,8 @@ struct probe {
 
 int table_get(mmkv_store *s, struct view *v, uint64_t desc, struct table *t);
 int table_record(mmkv_store *s, struct view *v, uint64_t w, const struct fmt_record **out);
+int table_next_live(mmkv_store *s, struct view *v, const struct table *t, uint64_t *i,
+                    uint64_t *w, const struct fmt_record **r);
 int table_probe(mmkv_store *s, struct view *v, const struct table *t, uint64_t hash,
                 const char *key, size_t klen, int writer, struct probe *p);
 int table_make_room(mmkv_store *s, struct view *v);   /* rebuild if an insert would pass the load limit */

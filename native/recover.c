@@ -167,6 +167,14 @@ struct report {
     uint64_t problems;
 };
 
+static struct report report_start(char *buf, size_t cap, struct mmkv_check_report *out)
+{
+    if (buf && cap)
+        buf[0] = 0;
+    memset(out, 0, sizeof(*out));
+    return (struct report){buf, cap, 0, 0};
+}
+
 static void report_add(struct report *rp, const char *fmt, ...)
 {
     rp->problems++;
@@ -251,10 +259,7 @@ static void check_table(mmkv_store *s, struct view *v, struct replay *m, const s
 
 int recover_check(mmkv_store *s, struct view *v, char *buf, size_t cap, struct mmkv_check_report *out)
 {
-    struct report rp = {buf, cap, 0, 0};
-    if (buf && cap)
-        buf[0] = 0;
-    memset(out, 0, sizeof(*out));
+    struct report rp = report_start(buf, cap, out);
     struct fmt_header *h = view_hdr(v);
     uint64_t tail = atomic_load(&h->tail);
     if (tail > v->len || tail < FMT_ARENA_OFF) {
@@ -296,10 +301,7 @@ int recover_check(mmkv_store *s, struct view *v, char *buf, size_t cap, struct m
  * to is valid.  Constant memory, for a quick verdict on a big store (`mmkv dump`). */
 int recover_verify(mmkv_store *s, struct view *v, char *buf, size_t cap, struct mmkv_check_report *out)
 {
-    struct report rp = {buf, cap, 0, 0};
-    if (buf && cap)
-        buf[0] = 0;
-    memset(out, 0, sizeof(*out));
+    struct report rp = report_start(buf, cap, out);
     struct fmt_header *h = view_hdr(v);
     uint64_t tail = atomic_load(&h->tail);
     struct walk w;

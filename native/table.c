@@ -65,6 +65,21 @@ int table_record(mmkv_store *s, struct view *v, uint64_t w, const struct fmt_rec
     return 0;
 }
 
+/* The next live slot of t at or after *i, with its word and its checked record: 1 found
+ * (*i is its index; the caller steps past it), 0 at the end, or an error. */
+int table_next_live(mmkv_store *s, struct view *v, const struct table *t, uint64_t *i,
+                    uint64_t *w, const struct fmt_record **r)
+{
+    for (; *i < t->cap; (*i)++) {
+        *w = atomic_load_explicit(&t->slots[*i], memory_order_relaxed);
+        if (*w <= FMT_TOMB)
+            continue;
+        int rc = table_record(s, v, *w, r);
+        return rc < 0 ? rc : 1;
+    }
+    return 0;
+}
+
 /* Find key in t.  Readers (writer = 0) load with acquire; the writer, which holds the lock
  * and is the only one to store slots, may load relaxed.  p->free is where an insert goes:
  * the first TOMB on the path, else the EMPTY slot that proved the key absent. */
@@ -144,12 +159,10 @@ static int table_copy(mmkv_store *s, struct view *v, const struct table *old, ui
     _Atomic uint64_t *slots = (_Atomic uint64_t *)(v->base + toff + FMT_TABLE_SLOTS_OFF);
     uint64_t mask = (1ull << lg) - 1;
     *live = 0;
-    for (uint64_t i = 0; i < old->cap; i++) {
-        uint64_t w = atomic_load_explicit(&old->slots[i], memory_order_relaxed);
-        if (w <= FMT_TOMB)
-            continue;
-        const struct fmt_record *r;
-        int rc = table_record(s, v, w, &r);
+    uint64_t w;
+    const struct fmt_record *r;
+    int rc;
+    for (uint64_t i = 0; (rc = table_next_live(s, v, old, &i, &w, &r)) != 0; i++) {
         if (rc < 0)
             return rc;
         if (*live >= mask)
