@@ -8,6 +8,7 @@ that only it writes. Survivors report through `_harness.reporting`.
 import os
 import random
 import time
+import traceback
 
 import mmkv
 
@@ -44,7 +45,17 @@ def storm_writer(path, wid, inc, kind, log_path, seed):
         A seq                 just after that operation returned
 
     Keys belong to this writer id alone; tags are "wid.inc.seq", unique across incarnations.
+    An exception (a writer must never raise) is written to `log_path` + ".err" for the test.
     """
+    try:
+        _storm_writer_loop(path, wid, inc, kind, log_path, seed)
+    except BaseException:
+        with open(log_path + ".err", "w") as f:
+            f.write(traceback.format_exc())
+        raise
+
+
+def _storm_writer_loop(path, wid, inc, kind, log_path, seed):
     rng = random.Random(seed)
     spec = KINDS[kind]
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -92,12 +103,14 @@ def storm_reader(path, n_stable, watched, stop, seed):
         while not stop.is_set():
             for _ in range(64):
                 reads += 1
-                if rng.random() < 0.5:
-                    key = stable_key(rng.randrange(n_stable))
-                    problem = _stable_problem(key, d.get(key))
+                stable = rng.random() < 0.5
+                key = stable_key(rng.randrange(n_stable)) if stable else rng.choice(watched)
+                try:
+                    value = d.get(key)
+                except mmkv.error as exc:
+                    problem = f"get({key!r}) raised {exc!r}"
                 else:
-                    key = rng.choice(watched)
-                    problem = _value_problem(key, d.get(key))
+                    problem = (_stable_problem if stable else _value_problem)(key, value)
                 if problem:
                     n_errors += 1
                     if len(errors) < MAX_ERRORS:
@@ -142,8 +155,9 @@ def verify_store(path):
         del d[b"probe"]
         probe_seconds = time.monotonic() - start
         counts_after = d._check()
+        stats = d.stats()
     return {"counts": counts, "corrupt": corrupt, "keys": keys, "len": length, "tags": tags,
-            "probe_seconds": probe_seconds, "counts_after": counts_after}
+            "probe_seconds": probe_seconds, "counts_after": counts_after, "stats": stats}
 
 
 def _tag_or_problem(key, value):
@@ -190,10 +204,11 @@ def lock_waiter(path, conn):
 
 
 def open_victim(path, conn, rnd, n_keys):
-    """Say "opening", open the store (creating it if needed), overwrite `n_keys` keys, close,
-    say "done". The test SIGKILLs it at a random instant after "opening"."""
+    """Say "opening", open the store (creating it if needed), say "open", overwrite `n_keys`
+    keys, close, say "done". The test SIGKILLs it at a random instant after "opening"."""
     conn.send("opening")
     d = mmkv.open(path, "c")
+    conn.send("open")
     for i in range(n_keys):
         key = b"o%02d" % i
         d[key] = make(key, f"r{rnd}.{i}", 100 + 50 * i)

@@ -41,6 +41,7 @@ class Children:
         self.procs = []
         self.results = CTX.Queue()
         self.reports = {}
+        self.reporters = {}  # who -> Process
 
     def start(self, target, *args):
         """Start `target(*args)` in a new spawned process and return the Process."""
@@ -51,11 +52,14 @@ class Children:
 
     def start_reporting(self, target, who, *args):
         """Start a `reporting` worker; its report is collected by `collect(who, ...)`."""
-        return self.start(target, self.results, who, *args)
+        proc = self.start(target, self.results, who, *args)
+        self.reporters[who] = proc
+        return proc
 
     def collect(self, whos, timeout):
         """Return {who: report} for every name in `whos`, failing the test if a report is
-        missing after `timeout` seconds or if a worker raised."""
+        missing after `timeout` seconds, if a worker died without one (a crash: its exit code
+        is negative signal number), or if a worker raised."""
         deadline = time.monotonic() + timeout
         while set(whos) - set(self.reports):
             left = deadline - time.monotonic()
@@ -65,13 +69,28 @@ class Children:
             try:
                 report = self.results.get(timeout=min(left, 0.5))
             except queue.Empty:
+                self._fail_if_died_silently(set(whos) - set(self.reports))
                 continue
             self.reports[report["who"]] = report
         reports = {who: self.reports[who] for who in whos}
         raised = {w: r["exception"] for w, r in reports.items() if "exception" in r}
         if raised:
-            pytest.fail("worker raised:\n" + "\n".join(f"--- {w}\n{tb}" for w, tb in raised.items()))
+            text = "\n".join(f"--- {who}\n{tb}" for who, tb in raised.items())
+            pytest.fail("worker raised:\n" + text)
         return reports
+
+    def _fail_if_died_silently(self, pending):
+        """Fail if a pending reporter has exited and its report has not come in a second later
+        (a report is sent before the process exits, so it would be in the queue by then)."""
+        dead = {who: self.reporters[who].exitcode for who in pending
+                if who in self.reporters and self.reporters[who].exitcode is not None}
+        if not dead:
+            return
+        try:
+            report = self.results.get(timeout=1.0)
+        except queue.Empty:
+            pytest.fail(f"workers exited without a report (exit codes): {dead}")
+        self.reports[report["who"]] = report
 
     def run(self, target, *args, timeout):
         """Run `reporting` worker `target(*args)` in a fresh child and return its report."""

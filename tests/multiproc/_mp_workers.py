@@ -93,31 +93,40 @@ def checking_reader(path, flag, n_stable, n_volatile, stop, seed):
         while not stop.is_set():
             for _ in range(STOP_EVERY):
                 reads += 1
-                r = rng.random()
-                if r < 0.45:
-                    _check_stable_get(d, stable_key(rng.randrange(n_stable)), errors)
-                elif r < 0.90:
-                    key = volatile_key(rng.randrange(n_volatile))
-                    value = d.get(key)
-                    if value is not None:
-                        _validate(key, value, errors)
-                elif r < 0.97:
-                    key = stable_key(rng.randrange(n_stable))
-                    if key not in d:
-                        errors.add(f"stable key {key!r}: `in` says absent")
-                else:
-                    size = len(d)
-                    if size < n_stable:
-                        errors.add(f"len(d) == {size} < {n_stable} stable keys")
+                _one_checked_read(d, rng, n_stable, n_volatile, errors)
     return {"reads": reads, "errors": errors.count, "first_errors": errors.first}
 
 
-def _check_stable_get(d, key, errors):
-    value = d.get(key)
-    if value is None:
-        errors.add(f"stable key {key!r} missing")
+def _one_checked_read(d, rng, n_stable, n_volatile, errors):
+    """One random check: get a stable key, get a volatile key, `in`, or len()."""
+    r = rng.random()
+    if r < 0.45:
+        _read_expect(d, stable_key(rng.randrange(n_stable)), errors)
+    elif r < 0.90:
+        key = volatile_key(rng.randrange(n_volatile))
+        value = _get(d, key, errors)
+        if value is not None:
+            _validate(key, value, errors)
+    elif r < 0.97:
+        key = stable_key(rng.randrange(n_stable))
+        try:
+            if key not in d:
+                errors.add(f"stable key {key!r}: `in` says absent")
+        except mmkv.error as exc:
+            errors.add(f"{key!r} in d raised {exc!r}")
     else:
-        _validate(key, value, errors)
+        size = len(d)
+        if size < n_stable:
+            errors.add(f"len(d) == {size} < {n_stable} stable keys")
+
+
+def _get(d, key, errors):
+    """d.get(key), or None after recording the error it raised."""
+    try:
+        return d.get(key)
+    except mmkv.error as exc:
+        errors.add(f"get({key!r}) raised {exc!r}")
+        return None
 
 
 def _validate(key, value, errors):
@@ -226,7 +235,8 @@ def noise_writer(path, wid, n_stable, stop, seed):
 @reporting
 def iterating_reader(path, n_stable, stop):
     """Iterate the whole store again and again until `stop` (at least twice): every stable key
-    is yielded exactly once per pass, no key twice, and only keys that some process wrote."""
+    is yielded exactly once per pass, no key twice, and only stable keys or keys of a noise
+    writer (keys deleted before the iterators started, b"d...", are "unknown")."""
     errors = Errors()
     passes = yielded = 0
     stable = {stable_key(i) for i in range(n_stable)}
@@ -292,9 +302,47 @@ def growth_reader(path, old_keys, announced, ready, seed):
 
 
 def _read_expect(d, key, errors):
-    value = d.get(key)
+    """Read `key`, which must be present and valid; return 1 (one read)."""
+    try:
+        value = d.get(key)
+    except mmkv.error as exc:
+        errors.add(f"get({key!r}) raised {exc!r}")
+        return 1
     if value is None:
         errors.add(f"{key!r} missing")
     else:
         _validate(key, value, errors)
     return 1
+
+
+@reporting
+def reopening_reader(path, old_keys, stop, seed):
+    """Open the store ("r" and "w" in turn), read a few old keys, close; again until `stop`."""
+    rng = random.Random(seed)
+    errors = Errors()
+    opens = 0
+    while not stop.is_set():
+        flag = "rw"[opens % 2]
+        opens += 1
+        try:
+            d = mmkv.open(path, flag)
+        except mmkv.error as exc:
+            errors.add(f"open #{opens} ({flag!r}) raised {exc!r}")
+            continue
+        with d:
+            for key in rng.sample(old_keys, 3):
+                _read_expect(d, key, errors)
+    return {"opens": opens, "errors": errors.count, "first_errors": errors.first}
+
+
+@reporting
+def appending_writer(path, stop, size):
+    """Insert new keys of `size` bytes until `stop`: the file grows all the time."""
+    written = 0
+    with mmkv.open(path, "w") as d:
+        while not stop.is_set():
+            key = b"a%06d" % written
+            d[key] = make(key, f"a{written}", size)
+            written += 1
+        file_size = d.stats()["file_size"]
+    return {"written": written, "file_size": file_size}

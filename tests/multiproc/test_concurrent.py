@@ -32,17 +32,26 @@ def assert_clean(report, what):
         report["first_errors"])
 
 
+def _names(n_writers, n_readers):
+    return [f"writer-{w}" for w in range(n_writers)] + [f"reader-{r}" for r in range(n_readers)]
+
+
+def _summary(reports):
+    return {who: {k: v for k, v in r.items() if k not in ("who", "first_errors")}
+            for who, r in reports.items()}
+
+
 def assert_store_sound(path, n_stable=0):
     """The store passes _check(), its length matches its iteration, stable keys are all there,
     and every value validates."""
     with mmkv.open(path, "r") as d:
         counts = d._check()
         keys = list(d)
-        assert len(keys) == len(set(keys)), "iteration yielded a key twice"
+        present = set(keys)
+        assert len(present) == len(keys), "iteration yielded a key twice"
         assert len(d) == len(keys), (len(d), len(keys))
         assert counts["live"] == len(keys), (counts, len(keys))
-        missing = [workers.stable_key(i) for i in range(n_stable)
-                   if workers.stable_key(i) not in set(keys)]
+        missing = [key for key in map(workers.stable_key, range(n_stable)) if key not in present]
         assert not missing, f"stable keys missing: {missing[:10]}"
         for key in keys:
             parse(key, d[key])
@@ -62,7 +71,7 @@ def test_concurrent_writers_never_show_readers_a_torn_value_or_a_missing_stable_
     run_until_stopped(procs, stop, RUN_SECONDS)
     reports = children.collect(_names(4, 2), timeout=60)
     children.join(procs, timeout=30)
-    print("\n", {who: {k: v for k, v in r.items() if k != "first_errors"} for who, r in reports.items()})
+    print("\n", _summary(reports))
 
     for w in range(4):
         assert reports[f"writer-{w}"]["ops"] > 0
@@ -73,15 +82,11 @@ def test_concurrent_writers_never_show_readers_a_torn_value_or_a_missing_stable_
     assert_store_sound(db_path, n_stable)
 
 
-def _names(n_writers, n_readers):
-    return [f"writer-{w}" for w in range(n_writers)] + [f"reader-{r}" for r in range(n_readers)]
-
-
 def test_write_returned_in_one_process_is_seen_by_a_read_that_starts_later_in_another(
         children, db_path):
     """API.md: "once a write has returned, every read that starts later, in any process, sees
     it or a newer value (never an older one)"."""
-    rounds = 2000
+    rounds = 4000
     mmkv.open(db_path, "n").close()
     end_a, end_b = CTX.Pipe()
     stop = CTX.Event()
@@ -110,6 +115,11 @@ def test_iteration_while_others_insert_and_delete_yields_each_stable_key_exactly
     yielded key was present at some moment of the iteration"."""
     n_stable = 500
     workers.seed_stable(db_path, n_stable)
+    with mmkv.open(db_path, "w") as d:  # absent for every iteration: never to be yielded
+        dead = [b"d%05d" % i for i in range(500)]
+        d.update((key, b"dead") for key in dead)
+        for key in dead:
+            del d[key]
     stop = CTX.Event()
     procs = [children.start_reporting(workers.noise_writer, f"mutator-{w}", db_path, w,
                                       n_stable, stop, 500 + w) for w in range(2)]
@@ -119,7 +129,7 @@ def test_iteration_while_others_insert_and_delete_yields_each_stable_key_exactly
     names = ["mutator-0", "mutator-1", "iterator-0", "iterator-1"]
     reports = children.collect(names, timeout=90)
     children.join(procs, timeout=30)
-    print("\n", {who: {k: v for k, v in r.items() if k != "first_errors"} for who, r in reports.items()})
+    print("\n", _summary(reports))
 
     for w in range(2):
         assert reports[f"mutator-{w}"]["ops"] > 0
