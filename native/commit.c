@@ -56,22 +56,25 @@ int commit_ensure_space(mmkv_store *s, struct view *v, uint64_t end)
     return store_extend(s, v, end);
 }
 
-static int commit_slot_valid(const struct view *v, uint64_t slot_off)
-{
-    const struct fmt_header *h = view_hdr(v);
-    uint64_t desc = atomic_load(&((struct fmt_header *)h)->table_desc);
-    uint64_t toff = fmt_desc_off(desc), lg = fmt_desc_lg(desc);
-    if (lg < FMT_MIN_CAP_LG || lg > FMT_MAX_CAP_LG)
-        return 0;
-    uint64_t first = toff + FMT_TABLE_SLOTS_OFF, end = first + (8ull << lg);
-    return slot_off >= first && slot_off < end && (slot_off & 7) == 0 && end <= v->len;
-}
-
 static int commit_desc_valid(const struct view *v, uint64_t desc)
 {
-    uint64_t toff = fmt_desc_off(desc), lg = fmt_desc_lg(desc);
-    return lg >= FMT_MIN_CAP_LG && lg <= FMT_MAX_CAP_LG && toff >= FMT_ARENA_OFF &&
-           toff + FMT_TABLE_SLOTS_OFF + (8ull << lg) <= v->len;
+    return fmt_desc_sane(desc) &&
+           fmt_desc_off(desc) + FMT_TABLE_SLOTS_OFF + (8ull << fmt_desc_lg(desc)) <= v->len;
+}
+
+/* The slot a COMMIT intent publishes must lie in the current table, and the word must be a
+ * tombstone or point at the record that same intent reserved. */
+static int commit_slot_valid(const struct view *v, const struct fmt_header *h)
+{
+    uint64_t desc = atomic_load(&((struct fmt_header *)h)->table_desc), slot_off = h->i_slot_off;
+    if (!commit_desc_valid(v, desc))
+        return 0;
+    uint64_t first = fmt_desc_off(desc) + FMT_TABLE_SLOTS_OFF, end = first + (8ull << fmt_desc_lg(desc));
+    if (slot_off < first || slot_off >= end || (slot_off & 7))
+        return 0;
+    if (h->i_new_w != FMT_TOMB && fmt_slot_off(h->i_new_w) != h->i_reserve_off)
+        return 0;
+    return h->i_new_tail == h->i_reserve_off + h->i_reserve_len;
 }
 
 /* Finish or undo whatever write the intent describes; idempotent.  Called by the writer
@@ -92,7 +95,7 @@ void commit_recover(struct view *v)
         if (state == FMT_INTENT_SWAP)
             ok = ok && commit_desc_valid(v, h->i_new_desc);
         else
-            ok = ok && commit_slot_valid(v, h->i_slot_off);
+            ok = ok && commit_slot_valid(v, h);
         if (ok) {
             atomic_store_explicit(&h->tail, t, memory_order_release);
             atomic_store_explicit(&h->seq, h->i_new_seq, memory_order_relaxed);

@@ -127,6 +127,14 @@ static inline uint64_t fmt_table_chunk_len(unsigned lg) { return fmt_align_page(
 static inline uint64_t fmt_desc(uint64_t off, unsigned lg) { return off | lg; }
 static inline uint64_t fmt_desc_off(uint64_t desc) { return desc & ~(uint64_t)(FMT_PAGE - 1); }
 static inline unsigned fmt_desc_lg(uint64_t desc) { return (unsigned)(desc & 63u); }
+/* A descriptor whose chunk could lie in a file: known capacity, offset in the arena and far
+ * from wrapping (a hostile descriptor must not make `off + size` overflow). */
+static inline int fmt_desc_sane(uint64_t desc)
+{
+    uint64_t off = fmt_desc_off(desc);
+    unsigned lg = fmt_desc_lg(desc);
+    return lg >= FMT_MIN_CAP_LG && lg <= FMT_MAX_CAP_LG && off >= FMT_ARENA_OFF && off < (1ull << 56);
+}
 static inline uint32_t fmt_tag(uint64_t hash) { return (uint32_t)(hash >> 44); }
 static inline uint64_t fmt_slot_word(uint64_t off, uint64_t hash) { return ((off >> 3) << 20) | fmt_tag(hash); }
 static inline uint64_t fmt_slot_off(uint64_t w) { return (w >> 20) << 3; }

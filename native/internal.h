@@ -26,6 +26,9 @@ struct os_vtable {
     int (*fsync_dir)(const char *path);
     int (*stat_ino)(const char *path, uint64_t *dev, uint64_t *ino);
     int (*fchmod_like)(int from_fd, int to_fd);
+    /* next data at or after off (SEEK_DATA): 0 with *out, -ENXIO when only a hole follows */
+    int (*seek_data)(int fd, uint64_t off, uint64_t *out);
+    int (*seek_hole)(int fd, uint64_t off, uint64_t *out);
 };
 
 extern struct os_vtable os_vt;

@@ -17,11 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* O_NONBLOCK: a FIFO or a device at the path must not block the open (fstat then refuses
+ * anything but a regular file); it changes nothing for regular files. */
 static int os_open_impl(const char *path, int flags, unsigned mode)
 {
     int fd;
     do
-        fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+        fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, (mode_t)mode);
     while (fd < 0 && errno == EINTR);
     return fd < 0 ? -errno : fd;
 }
@@ -151,10 +153,29 @@ static int os_fchmod_like_impl(int from_fd, int to_fd)
     return fchmod(to_fd, st.st_mode & 07777) < 0 ? -errno : 0;
 }
 
+static int os_seek_impl(int fd, uint64_t off, uint64_t *out, int whence)
+{
+    off_t r = lseek(fd, (off_t)off, whence);
+    if (r < 0)
+        return -errno;
+    *out = (uint64_t)r;
+    return 0;
+}
+
+static int os_seek_data_impl(int fd, uint64_t off, uint64_t *out)
+{
+    return os_seek_impl(fd, off, out, SEEK_DATA);
+}
+
+static int os_seek_hole_impl(int fd, uint64_t off, uint64_t *out)
+{
+    return os_seek_impl(fd, off, out, SEEK_HOLE);
+}
+
 struct os_vtable os_vt = {
     os_open_impl, os_close_impl, os_fstat_impl, os_fallocate_impl, os_ftruncate_impl,
     os_fdatasync_impl, os_pwrite_impl, os_rename_impl, os_unlink_impl, os_fsync_dir_impl,
-    os_stat_ino_impl, os_fchmod_like_impl,
+    os_stat_ino_impl, os_fchmod_like_impl, os_seek_data_impl, os_seek_hole_impl,
 };
 
 /* Open file description locks: owned by the open file, not the process, so closing another

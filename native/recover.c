@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,6 +340,26 @@ int recover_verify(mmkv_store *s, struct view *v, char *buf, size_t cap, struct 
 
 /* ---- the recovery scan ---- */
 
+/* Zero [from, to) where it is not zero already, skipping holes: writing zeros into a hole
+ * of a sparse file would allocate it. */
+static void scan_zero(struct view *v, uint64_t from, uint64_t to)
+{
+    static const uint8_t zero[FMT_PAGE];
+    uint64_t off = from;
+    while (off < to) {
+        uint64_t data, hole;
+        if (os_vt.seek_data(v->g->fd, off, &data) < 0 || data >= to)
+            return;
+        if (os_vt.seek_hole(v->g->fd, data, &hole) < 0 || hole > to)
+            hole = to;
+        for (off = data; off < hole; off += FMT_PAGE) {
+            uint64_t len = hole - off < FMT_PAGE ? hole - off : FMT_PAGE;
+            if (memcmp(v->base + off, zero, len) != 0)
+                memset(v->base + off, 0, len);
+        }
+    }
+}
+
 /* Build a table holding the replay's live keys at the end of the valid prefix and make the
  * header describe exactly that prefix.  Runs alone (first opener), so no reader is looking. */
 static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct walk *w)
@@ -397,7 +418,7 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
     if (limit > size)
         limit = size;
     if (limit > end)
-        memset(v->base + end, 0, limit - end);
+        scan_zero(v, end, limit);
     atomic_store(&h->table_desc, fmt_desc(toff, lg));
     atomic_store(&h->tail, end);
     atomic_store(&h->seq, seq);
@@ -524,12 +545,28 @@ static const struct fmt_record *salvage_step(mmkv_salvage *h)
     return NULL;
 }
 
+/* At a page boundary of zeros, jump over a hole of a sparse file instead of walking it. */
+static void salvage_skip_hole(mmkv_salvage *h)
+{
+    uint64_t next;
+    if ((h->off & (FMT_PAGE - 1)) || !salvage_zero(h->base + h->off))
+        return;
+    int rc = os_vt.seek_data(h->fd, h->off, &next);
+    if (rc == -ENXIO)
+        h->off = h->size;
+    else if (rc == 0 && next > h->off)
+        h->off = next & ~7ull;
+}
+
 static int salvage_batch(mmkv_salvage *h, char *buf, size_t cap, struct mmkv_salvage_item *items,
                          size_t max_items, size_t *n, size_t *need)
 {
     size_t used = 0;
     *n = 0;
     while (*n < max_items && h->off + sizeof(struct fmt_record) <= h->size) {
+        salvage_skip_hole(h);
+        if (h->off + sizeof(struct fmt_record) > h->size)
+            break;
         uint64_t at = h->off, seq = h->last_seq, gaps = h->gaps, valid = h->valid;
         const struct fmt_record *r = salvage_step(h);
         if (!r || r->type == FMT_TABLE || r->type == FMT_PAD)

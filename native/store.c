@@ -222,8 +222,16 @@ static int store_switch(mmkv_store *s, struct gen *old)
     int fd = os_vt.open(s->path, s->readonly ? O_RDONLY : O_RDWR, 0);
     if (fd < 0)
         return fd;
+    uint64_t size, dev, ino;
+    int rc = os_vt.fstat_size(fd, &size, &dev, &ino);
+    if (rc == 0 && dev == old->dev && ino == old->ino)
+        rc = MMKV_ECORRUPT;   /* retired, yet still the file at the path: damage */
+    if (rc < 0) {
+        os_vt.close(fd);
+        return rc;
+    }
     struct gen *g;
-    int rc = store_gen_open(s, fd, 0, MMKV_OPEN_WRITE, &g);
+    rc = store_gen_open(s, fd, 0, MMKV_OPEN_WRITE, &g);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&s->switch_mu);
@@ -306,8 +314,8 @@ static int64_t store_call(mmkv_store *s, store_op fn, void *ctx, int write)
             struct gen *g = store_gen_pin(s);
             int again = 0;
             rc = store_guarded(s, g, fn, ctx, write, &again);
-            if (again && tries < 100)
-                rc = store_switch(s, g);
+            if (again)
+                rc = tries < 100 ? store_switch(s, g) : MMKV_ECORRUPT;
             store_gen_unpin(g);
             if (!again || rc < 0)
                 break;
@@ -652,6 +660,8 @@ static int64_t op_popitem(mmkv_store *s, struct view *v, void *arg)
         if ((rc = table_record(s, v, w, &r)) < 0)
             return rc;
         uint64_t total = (uint64_t)r->klen + r->vlen;
+        if (r->type != FMT_PUT)
+            return MMKV_ECORRUPT;
         if (total > c->cap)
             return (int64_t)total;
         if (fmt_record_crc(r) != r->crc)
@@ -757,7 +767,7 @@ int mmkv_cas(mmkv_store *s, const char *key, size_t klen, int expected_absent,
 static int64_t op_lock(mmkv_store *s, struct view *v, void *arg)
 {
     (void)arg;
-    for (;;) {
+    for (int tries = 0; tries < 100; tries++) {
         int rc = lock_acquire(s, v);
         if (rc < 0)
             return rc;
@@ -780,6 +790,7 @@ static int64_t op_lock(mmkv_store *s, struct view *v, void *arg)
         store_view(g, v);
         store_gen_unpin(g);   /* the current reference keeps it mapped while current */
     }
+    return MMKV_ECORRUPT;
 }
 
 static int64_t op_unlock(mmkv_store *s, struct view *v, void *arg)
@@ -940,6 +951,19 @@ struct iter_ctx {
     uint64_t *current;
 };
 
+/* Would a lookup of r's key land on slot i?  1 yes, 0 no (a damaged table holds the key
+ * twice, or under the wrong hash), or an error.  Keeps iteration to keys get() can see. */
+static int iter_reachable(mmkv_store *s, struct view *v, const struct table *t, uint64_t i,
+                          const struct fmt_record *r)
+{
+    uint64_t hash = fmt_siphash13(v->g->sipkey, r + 1, r->klen);
+    if (hash != r->hash)
+        return 0;
+    struct probe p;
+    int rc = table_probe(s, v, t, hash, (const char *)(r + 1), r->klen, 0, &p);
+    return rc < 0 ? rc : p.found == i;
+}
+
 static int iter_scan_gen(mmkv_store *s, struct iter_ctx *c)
 {
     struct view v;
@@ -962,8 +986,13 @@ static int iter_scan_gen(mmkv_store *s, struct iter_ctx *c)
         const struct fmt_record *r;
         if ((rc = table_record(s, &v, w, &r)) < 0)
             return rc;
-        if (r->type != FMT_PUT)
+        if (r->type != FMT_PUT || fmt_record_crc(r) != r->crc)
             return MMKV_ECORRUPT;
+        if ((rc = iter_reachable(s, &v, &t, i, r)) <= 0) {
+            if (rc < 0)
+                return rc;
+            continue;   /* a damaged table lists this key elsewhere too: yield it once */
+        }
         size_t len = r->klen + (c->vlens ? r->vlen : 0);
         if (used + len > c->cap) {
             if (n == 0) {
@@ -973,11 +1002,8 @@ static int iter_scan_gen(mmkv_store *s, struct iter_ctx *c)
             break;
         }
         memcpy(c->buf + used, r + 1, len);
-        if (c->vlens) {
-            if (fmt_record_crc(r) != r->crc)
-                return MMKV_ECORRUPT;
+        if (c->vlens)
             c->vlens[n] = r->vlen;
-        }
         c->lens[n++] = r->klen;
         used += len;
     }

@@ -23,7 +23,7 @@ int table_get(mmkv_store *s, struct view *v, uint64_t desc, struct table *t)
 {
     uint64_t off = fmt_desc_off(desc);
     unsigned lg = fmt_desc_lg(desc);
-    if (lg < FMT_MIN_CAP_LG || lg > FMT_MAX_CAP_LG || off < FMT_ARENA_OFF)
+    if (!fmt_desc_sane(desc))
         return MMKV_ECORRUPT;
     uint64_t end = off + FMT_TABLE_SLOTS_OFF + (8ull << lg);
     if (end > v->len) {
