@@ -26,7 +26,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 SEED = 20261125
 KEY_LEN = 15
@@ -429,12 +429,14 @@ def format_report(rows: list[dict], table: dict, sizes: dict) -> str:
         lines.append(f"{op:<10} {r['store']:<18} {r['n']:>7} {human(r['median']):>13}"
                      f" {human(r['p10']):>10} {human(r['p90']):>10}")
     names = [name for name, _, _ in RATIOS if any(name in v for v in table.values())]
-    lines += ["", "ratios of medians (>1: mmkv faster)", f"{'op':<10}"
-              + "".join(f" {n:>19}" for n in names)]
+    if names:
+        lines += ["", "ratios of medians (>1: mmkv faster)", f"{'op':<10}"
+                  + "".join(f" {n:>19}" for n in names)]
     for op, values in table.items():
         lines.append(f"{op:<10}" + "".join(
             f" {values[n]:>19.3f}" if n in values else f" {'-':>19}" for n in names))
-    lines += ["", "file bytes (size / allocated), MiB"]
+    if sizes:
+        lines += ["", "file bytes (size / allocated), MiB"]
     for name, seen in sizes.items():
         lines.append(f"{name:<13} " + "  ".join(
             f"{when}: {v['size'] / 2**20:.1f} / {v['allocated'] / 2**20:.1f}"
@@ -509,8 +511,16 @@ def mmkv_info() -> dict[str, Any]:
             "build_flags_in__build_py": list(dict.fromkeys(flags))}
 
 
+def lmdb_versions() -> tuple[str | None, str | None]:
+    try:
+        import lmdb
+    except ImportError:
+        return None, None
+    return lmdb.__version__, ".".join(map(str, lmdb.version()))
+
+
 def machine_info(workdir: Path) -> dict[str, Any]:
-    import lmdb
+    binding, library = lmdb_versions()
     return {
         "cpu_model": first_line_with("/proc/cpuinfo", "model name"),
         "nproc": os.cpu_count(),
@@ -521,8 +531,8 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "python": sys.version,
         "python_implementation": platform.python_implementation(),
         "python_cflags": sysconfig.get_config_var("CFLAGS"),
-        "lmdb_binding": lmdb.__version__,
-        "lmdb_library": ".".join(map(str, lmdb.version())),
+        "lmdb_binding": binding,
+        "lmdb_library": library,
         "workdir": str(workdir),
         "workdir_filesystem": filesystem_of(workdir),
         "mmkv": mmkv_info(),
