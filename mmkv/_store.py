@@ -17,7 +17,7 @@ once, every yielded key was present at some moment, and `for k in d: del d[k]` w
 (deletes never rebuild).  The skip set exists only after a rebuild.
 """
 import threading
-from itertools import accumulate
+from struct import unpack_from as _unpack_from
 from collections.abc import ItemsView, MutableMapping, ValuesView
 
 from ._core import ffi, lib
@@ -236,10 +236,13 @@ class Store(MutableMapping):
         sizes = ffi.unpack(lens, count)
         if with_values:
             sizes = [x for pair in zip(sizes, ffi.unpack(vlens, count)) for x in pair]
-        offs = list(accumulate(sizes, initial=0))
-        data = ffi.unpack(buf[0], offs[-1])
-        parts = [data[a:b] for a, b in zip(offs, offs[1:])]
-        entries = list(zip(parts[::2], parts[1::2])) if with_values else parts
+        # one struct call cuts the batch into bytes objects at C speed
+        parts = _unpack_from("%ds" * len(sizes) % tuple(sizes), ffi.buffer(buf[0], sum(sizes)))
+        if with_values:
+            pairs = iter(parts)
+            entries = list(zip(pairs, pairs))
+        else:
+            entries = parts
         return entries, rc == 1, cur[0]
 
     def __iter__(self):
