@@ -11,11 +11,41 @@ killed at any instant loses no returned write.  open_shm() gives the same store 
 shared memory.  Errors derive from mmkv.error (an OSError), as in dbm.
 """
 import os as _os
+import sys as _sys
 
-from ._core import lib as _lib
-from ._errors import CorruptError, NotFoundError, error
-from ._open import open, open_shm, unlink_shm
-from ._store import Store
+
+def _load_core():
+    """Import the compiled core.  Run from a source checkout after a plain `pip install .`
+    (the current directory first on sys.path), this package is the checkout, which holds no
+    build; then the installed build of the same package is used."""
+    try:
+        from . import _core  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import glob
+    import importlib.util
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    for entry in _sys.path:
+        where = _os.path.join(_os.path.abspath(entry or "."), "mmkv")
+        if where == here:
+            continue
+        for path in sorted(glob.glob(_os.path.join(where, "_core*.so"))):
+            spec = importlib.util.spec_from_file_location(__name__ + "._core", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _sys.modules[__name__ + "._core"] = module
+            return
+    raise ImportError("mmkv's C core is not built: run `pip install .` "
+                      "(or `pip install -e .` in a checkout)")
+
+
+_load_core()
+
+from ._core import lib as _lib  # noqa: E402
+from ._errors import CorruptError, NotFoundError, error  # noqa: E402
+from ._open import open, open_shm, unlink_shm  # noqa: E402
+from ._store import Store  # noqa: E402
 
 __all__ = ["open", "open_shm", "unlink_shm", "Store", "error", "CorruptError", "NotFoundError"]
 __version__ = "0.1.0"
