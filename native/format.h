@@ -58,7 +58,8 @@ struct fmt_header {
     _Atomic uint64_t dirty;           /* 1 from the first open until the last clean close */
     uint8_t boot_id[16];              /* boot of the last read-write opener */
     _Atomic uint64_t compact_tag;     /* nonzero: a compaction into PATH.compact-TAG runs */
-    uint8_t reserved1[16];
+    _Atomic uint64_t sync_mark;       /* tail made durable by the last durable-write sync */
+    uint8_t reserved1[8];
     /* intent: what a roll-forward needs to finish a write whose writer died (commit.c) */
     _Atomic uint64_t intent;
     uint64_t i_reserve_off;

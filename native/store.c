@@ -183,19 +183,21 @@ static void store_fault_cleanup(struct gen *g)
     guard_disarm();
 }
 
+/* durable=True, under the lock after a write: one fdatasync.  The write's own record is
+ * durable when it returns; synced_tail (which only serves to detect lost synced data after a
+ * power loss) is advanced to what the previous durable write made durable, and reaches the
+ * disk with this sync: it lags one write behind instead of costing a second sync. */
 static int store_sync_locked(mmkv_store *s, struct view *v)
 {
     if (s->shm)
         return 0;
     struct fmt_header *h = view_hdr(v);
-    uint64_t t = atomic_load(&h->tail);
+    uint64_t t = atomic_load(&h->tail), mark = atomic_load(&h->sync_mark);
+    if (mark <= t && atomic_load(&h->synced_tail) < mark)
+        atomic_store(&h->synced_tail, mark);
     int rc = os_vt.fdatasync(v->g->fd);
-    if (rc < 0)
-        return rc;
-    if (atomic_load(&h->synced_tail) < t) {
-        atomic_store(&h->synced_tail, t);
-        rc = os_vt.fdatasync(v->g->fd);
-    }
+    if (rc == 0)
+        atomic_store(&h->sync_mark, t);
     return rc;
 }
 
