@@ -111,7 +111,7 @@ void store_view(struct gen *g, struct view *v);
 int store_extend(mmkv_store *s, struct view *v, uint64_t need);  /* map up to file_size */
 struct gen *store_gen_pin(mmkv_store *s);
 void store_gen_unpin(struct gen *g);
-int store_gen_open(mmkv_store *s, int fd, int alone, int flag, struct gen **out);
+int store_gen_open(mmkv_store *s, int fd, int flag, struct gen **out);
 void store_gen_install(mmkv_store *s, struct gen *g);
 struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size);
 void store_gen_discard(struct gen *g);
@@ -153,8 +153,8 @@ uint64_t table_initial_lg(uint64_t capacity);
 
 /* commit.c */
 struct change {
-    uint64_t slot_off;           /* file offset of the slot to publish */
-    uint64_t new_w;              /* slot word to publish */
+    uint64_t slot_off;           /* file offset of the slot to publish (the word itself
+                                    follows from the record: its offset, or TOMB) */
     uint64_t new_count;
     uint64_t new_garbage;
     uint64_t new_used;

@@ -36,7 +36,6 @@
 #define MMKV_EVALUE      -30009  /* incr on a value that is not a decimal int64 */
 #define MMKV_ERANGE      -30010  /* incr result outside int64 */
 #define MMKV_EBUSY       -30011  /* close refused: a thread of this process holds lock() */
-#define MMKV_ESWITCHED   -30012  /* iteration: the table was rebuilt; see mmkv_iter_scan */
 #define MMKV_EFULL       -30013  /* the hash table reached its maximum capacity */
 #define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
 #define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */

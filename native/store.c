@@ -233,7 +233,7 @@ static int store_switch(mmkv_store *s, struct gen *old)
         return rc;
     }
     struct gen *g;
-    rc = store_gen_open(s, fd, 0, MMKV_OPEN_WRITE, &g);
+    rc = store_gen_open(s, fd, MMKV_OPEN_WRITE, &g);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&s->switch_mu);
@@ -1490,9 +1490,8 @@ static int store_attach(mmkv_store *s, int fd, int flag, const struct mmkv_optio
     return 0;
 }
 
-int store_gen_open(mmkv_store *s, int fd, int try_alone, int flag, struct gen **out)
+int store_gen_open(mmkv_store *s, int fd, int flag, struct gen **out)
 {
-    (void)try_alone;
     return store_attach(s, fd, flag, NULL, out);
 }
 
@@ -1648,7 +1647,6 @@ const char *mmkv_strerror(int rc)
     case MMKV_EVALUE: return "the value is not a decimal integer";
     case MMKV_ERANGE: return "the result is outside the 64-bit signed range";
     case MMKV_EBUSY: return "a thread of this process holds the store's lock";
-    case MMKV_ESWITCHED: return "the table changed";
     case MMKV_EFULL: return "the hash table reached its maximum capacity";
     case MMKV_ENOTLOCKED: return "the lock is not held by this thread through this handle";
     case MMKV_EINVAL: return "invalid argument";
