@@ -6,12 +6,15 @@
  * the file at its start; when the file grows (header.file_size, published by the writer
  * after fallocate) a handle maps the new part in place (MAP_FIXED inside the reservation),
  * so addresses never move under other threads.  A file that outgrows the reservation gets a
- * new one; the old one stays mapped until close, so pointers taken from it stay valid (it
- * maps the same file pages).  Readers extend lazily, only when a slot points past their
- * mapping; writers extend before writing.
+ * new one; the old one stays mapped as long as its gen, so pointers taken from it stay
+ * valid (it maps the same file pages).  Readers extend lazily, only when a slot points past
+ * their mapping; writers extend before writing.
  *
- * Every entry point runs inside the SIGBUS guard and counts itself in `inflight`, so close
- * waits for calls in progress on other threads and never unmaps memory they use.
+ * Files and gens.  A handle reaches its file through a gen (internal.h); compaction replaces
+ * the file at the path and each handle moves to a new gen on its next call (store_switch).
+ * Every call pins the gen it uses, so a call in flight finishes on the old mapping, which
+ * goes when the last pin does.  Every entry point runs inside the SIGBUS guard and counts
+ * itself in `inflight`, so close waits for calls in progress on other threads.
  */
 #define _GNU_SOURCE
 #include "internal.h"
