@@ -6,9 +6,12 @@ Every handle opened through `open_store` is closed at teardown, whatever the tes
 """
 
 import os
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # tests/_checks.py
 
 # Profiles are registered once, here, and chosen with HYPOTHESIS_PROFILE (default "ci").
 settings.register_profile(

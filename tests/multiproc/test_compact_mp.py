@@ -13,6 +13,7 @@ import time
 import pytest
 
 import mmkv
+from _checks import assert_iteration_ok
 
 import _compact_workers as workers
 from _compact_workers import Remote
@@ -44,17 +45,6 @@ def assert_sound(path, items=None):
         assert len(keys) == len(set(keys)) == len(d) == report["live"], (report, len(keys))
         if items is not None:
             assert {key: d[key] for key in keys} == items
-
-
-def assert_iteration_ok(seen, throughout, ever):
-    """API.md: every key present for the whole iteration is yielded exactly once, and every
-    yielded key was present at some moment of the iteration."""
-    assert len(seen) == len(set(seen)), "iteration yielded a key twice"
-    missing = throughout - set(seen)
-    assert not missing, (f"{len(missing)} keys present throughout never yielded: "
-                         f"{sorted(missing)[:5]}")
-    extra = set(seen) - ever
-    assert not extra, f"{len(extra)} yielded keys never existed: {sorted(extra)[:5]}"
 
 
 # --- contents and iteration across a compaction done by another process ----------------------

@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 import mmkv
+from _checks import assert_iteration_ok
 
 MIB = 1 << 20
 
@@ -438,18 +439,6 @@ def iterate_with(d, at, action):
         if len(seen) == at:
             action()
     return seen
-
-
-def assert_iteration_ok(seen, throughout, ever):
-    """API.md: every key present for the whole iteration is yielded exactly once, and every
-    yielded key was present at some moment of the iteration."""
-    dups = {k for k in seen if seen.count(k) > 1} if len(seen) != len(set(seen)) else set()
-    assert not dups, f"yielded twice: {sorted(dups)[:10]}"
-    missing = throughout - set(seen)
-    assert not missing, (f"{len(missing)} keys present throughout never yielded: "
-                         f"{sorted(missing)[:10]}")
-    extra = set(seen) - ever
-    assert not extra, f"yielded keys that never existed: {sorted(extra)[:10]}"
 
 
 def test_iteration_across_compaction_by_same_handle_yields_each_key_once(open_store, store_path):
