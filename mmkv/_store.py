@@ -14,11 +14,13 @@ iterator collects the keys of the old table's slots it already passed (from the 
 table: exactly the keys present throughout that it has yielded), continues on the new table
 from its start, and skips those keys.  Keys present throughout are thus yielded exactly
 once, every yielded key was present at some moment, and `for k in d: del d[k]` works
-(deletes never rebuild).  The skip set exists only after a rebuild.
+(deletes never rebuild).  The skip set exists only after a rebuild.  A compaction is the
+same case: the iterator pins the file it started on (which stays mapped, its tables frozen,
+until the iterator ends), collects what it passed there and continues in the new file.
 """
 import threading
-from struct import unpack_from as _unpack_from
 from collections.abc import ItemsView, MutableMapping, ValuesView
+from struct import unpack_from as _unpack_from
 
 from ._core import ffi, lib
 from ._errors import exception_for
