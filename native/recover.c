@@ -96,6 +96,12 @@ struct walk {
     int skip_crc;                /* negative-control tests only (MMKV_TEST_SCAN_NO_CRC) */
 };
 
+/* Only PUT and DEL records carry a key; the others have klen 0 (checked before walk_len). */
+static int walk_kinds_ok(const struct fmt_record *r)
+{
+    return r->type == FMT_PUT || r->type == FMT_DEL || r->klen == 0;
+}
+
 static uint64_t walk_len(const struct fmt_record *r)
 {
     if (r->type == FMT_PUT || r->type == FMT_DEL)
@@ -117,7 +123,8 @@ static const struct fmt_record *walk_next(mmkv_store *s, const struct view *v, s
         *why = "unknown record type";
         return NULL;
     }
-    if (r->klen > v->g->max_klen || (r->type != FMT_TABLE && r->type != FMT_PAD && r->vlen > v->g->max_vlen)) {
+    if (r->klen > v->g->max_klen || !walk_kinds_ok(r) ||
+        (r->type != FMT_TABLE && r->type != FMT_PAD && r->vlen > v->g->max_vlen)) {
         *why = "record lengths over the store's limits";
         return NULL;
     }
@@ -506,7 +513,7 @@ int mmkv_salvage_open(const char *path, mmkv_salvage **out)
 
 static int salvage_valid(const mmkv_salvage *h, const struct fmt_record *r)
 {
-    if (r->type < FMT_PUT || r->type > FMT_CLEAR || r->klen > h->max_klen)
+    if (r->type < FMT_PUT || r->type > FMT_CLEAR || r->klen > h->max_klen || !walk_kinds_ok(r))
         return 0;
     if (r->type != FMT_TABLE && r->type != FMT_PAD && r->vlen > h->max_vlen)
         return 0;
