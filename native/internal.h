@@ -106,13 +106,19 @@ struct view {
 
 static inline struct fmt_header *view_hdr(const struct view *v) { return (struct fmt_header *)v->base; }
 
-/* store.c */
+/* store.c: the mapping, gens, guarded calls, the operations */
 void store_view(struct gen *g, struct view *v);
+struct mapping *store_new_mapping(struct gen *g, uint64_t size);
+void store_gen_release(struct gen *g);
+int store_moved(mmkv_store *s, struct gen *g, uint64_t state);   /* must move off g? */
+int store_switch(mmkv_store *s, struct gen *old);                 /* move to the path's file */
 int store_extend(mmkv_store *s, struct view *v, uint64_t need);  /* map up to file_size */
 struct gen *store_gen_pin(mmkv_store *s);
 void store_gen_unpin(struct gen *g);
-int store_gen_open(mmkv_store *s, int fd, int flag, struct gen **out);
 void store_gen_install(mmkv_store *s, struct gen *g);
+
+/* open.c: opening, gens of new files, closing, fork */
+int store_gen_open(mmkv_store *s, int fd, int flag, struct gen **out);
 struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size);
 void store_gen_discard(struct gen *g);
 

@@ -1,0 +1,508 @@
+/* open.c - opening and closing a handle: the flags, a new store's first bytes, first-opener
+ * detection with OFD locks, lock reinitialisation, recovery (intent roll-forward after a
+ * crash, the log scan after a possible power loss), the gens a handle opens, and fork.
+ *
+ * Lock recovery at open.  Every handle holds a read OFD lock on byte 0 for its life.  A
+ * writer that can take the write lock on byte 0 is alone: no live process holds the mutex,
+ * so it reinitialises it (a mutex copied in a file may name a dead thread forever) and runs
+ * recovery, then downgrades.  A writer that is not alone compares the lock page's stamp
+ * {boot id, device, inode} under the init lock (byte 1) and reinitialises on a mismatch.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static mmkv_store *registry;
+
+static struct gen *open_gen_new(mmkv_store *s, int fd);
+static int open_map_all(struct gen *g, uint64_t size);
+
+static void open_registry_add(mmkv_store *s)
+{
+    pthread_mutex_lock(&registry_mu);
+    s->next_open = registry;
+    registry = s;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void open_registry_remove(mmkv_store *s)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (mmkv_store **p = &registry; *p; p = &(*p)->next_open)
+        if (*p == s) {
+            *p = s->next_open;
+            break;
+        }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+/* Write a new empty store into fd (a zero-length file we hold exclusively). */
+static int open_format(int fd, const struct mmkv_options *opt)
+{
+    unsigned lg = (unsigned)table_initial_lg(opt ? opt->initial_capacity : 0);
+    uint64_t chunk = fmt_table_chunk_len(lg), tail = FMT_ARENA_OFF + chunk;
+    uint64_t size = (tail + (64ull << 10) + (64ull << 10) - 1) & ~((64ull << 10) - 1);
+    int rc = os_vt.fallocate(fd, 0, size);
+    if (rc < 0) {
+        os_vt.ftruncate(fd, 0);
+        return rc;
+    }
+    uint8_t *page = calloc(1, FMT_ARENA_OFF + FMT_TABLE_SLOTS_OFF);
+    if (!page)
+        return -ENOMEM;
+    struct fmt_header *h = (struct fmt_header *)page;
+    memcpy(h->magic, FMT_MAGIC, 8);
+    h->version = FMT_VERSION;
+    h->page_size = FMT_PAGE;
+    os_random(h->uuid, 16);
+    os_random(h->sipkey, 16);
+    h->created_ns = os_now_ns();
+    h->max_key_len = opt && opt->max_key_len ? opt->max_key_len : FMT_DEFAULT_KLEN;
+    h->max_value_len = opt && opt->max_value_len ? opt->max_value_len : FMT_DEFAULT_VLEN;
+    h->hdr_crc = fmt_header_crc(h);
+    atomic_store(&h->table_desc, fmt_desc(FMT_ARENA_OFF, lg));
+    atomic_store(&h->tail, tail);
+    atomic_store(&h->file_size, size);
+    atomic_store(&h->seq, 1);
+    atomic_store(&h->epoch, 1);
+    atomic_store(&h->synced_tail, tail);
+    struct fmt_record *r = (struct fmt_record *)(page + FMT_ARENA_OFF);
+    commit_write_header(r, FMT_TABLE, 0, (uint32_t)(chunk - sizeof(*r)), 1, 1, 0);
+    uint64_t cap = 1ull << lg;
+    memcpy((uint8_t *)r + sizeof(*r), &cap, 8);
+    r->crc = fmt_record_crc(r);
+    rc = os_vt.pwrite(fd, page, FMT_ARENA_OFF + FMT_TABLE_SLOTS_OFF, 0);
+    free(page);
+    if (rc == 0)
+        rc = os_vt.fdatasync(fd);
+    return rc;
+}
+
+/* flag "n": build the new store beside the path and rename it over whatever is there, so
+ * the path holds either the old file or a whole new store, never a half-written one. */
+static int open_create_new(const char *path, unsigned mode, const struct mmkv_options *opt)
+{
+    char tmp[PATH_MAX];
+    uint32_t rnd;
+    os_random(&rnd, sizeof(rnd));
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new-%d-%08x", path, (int)getpid(), rnd) >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = os_vt.open(tmp, O_RDWR | O_CREAT | O_EXCL, mode);
+    if (fd < 0)
+        return fd;
+    int rc = open_format(fd, opt);
+    os_vt.close(fd);
+    if (rc == 0)
+        rc = os_vt.rename(tmp, path);
+    if (rc < 0) {
+        os_vt.unlink(tmp);
+        return rc;
+    }
+    /* the rename must reach the disk before anyone relies on the new store */
+    os_vt.fsync_dir(path);
+    return 0;
+}
+
+static int open_read_header(int fd, struct fmt_header *h, uint64_t size)
+{
+    if (size < FMT_ARENA_OFF + FMT_TABLE_SLOTS_OFF)
+        return MMKV_ENOTSTORE;
+    ssize_t n = pread(fd, h, sizeof(*h), 0);
+    if (n != (ssize_t)sizeof(*h))
+        return n < 0 ? -errno : MMKV_ENOTSTORE;
+    return fmt_header_validate(h);
+}
+
+/* The mutable header words, checked once at open (readers check again on every use). */
+static int open_validate(mmkv_store *s, struct view *v)
+{
+    struct fmt_header *h = view_hdr(v);
+    uint64_t tail = atomic_load(&h->tail), size = atomic_load(&h->file_size);
+    if (tail < FMT_ARENA_OFF || tail > size || (tail & 7))
+        return MMKV_ECORRUPT;
+    struct table t;
+    int rc = table_get(s, v, atomic_load(&h->table_desc), &t);
+    if (rc < 0)
+        return rc;
+    if (t.off + FMT_TABLE_SLOTS_OFF + t.cap * 8 > tail || atomic_load(&h->count) > t.cap)
+        return MMKV_ECORRUPT;
+    return 0;
+}
+
+/* First opener (no other handle anywhere): the mutex may name a dead thread or come from
+ * another machine, so make it new; finish what crashed writers left. */
+static int open_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot[16],
+                               int power_loss)
+{
+    struct gen *g = v->g;
+    struct fmt_header *h = view_hdr(v);
+    lock_init(g->lockpg, boot, g->dev, g->ino);
+    int rc = 0;
+    if (power_loss) {
+        /* trust only the log; a grow whose size did not reach the disk is forgotten */
+        if (atomic_load(&h->file_size) > v->len)
+            atomic_store(&h->file_size, v->len);
+        rc = recover_scan(s, v);
+    } else {
+        commit_recover(v);                /* a process crash: the page cache is intact */
+    }
+    if (rc < 0)
+        return rc;
+    if (atomic_load(&h->compact_tag) || atomic_load(&h->state) != FMT_ACTIVE)
+        compact_resolve(s, v);
+    memcpy(h->boot_id, boot, 16);
+    atomic_store(&h->dirty, 1);
+    return 0;
+}
+
+static int open_attach_locks(mmkv_store *s, struct view *v, int alone, int power_loss)
+{
+    uint8_t boot[16];
+    os_boot_id(boot);
+    if (alone)
+        return open_recover_alone(s, v, boot, power_loss);
+    /* Others have it open.  If none of them is a writer of this boot, the mutex may be
+     * stale: reinitialise it under the init lock (byte 1), which every writer takes here. */
+    struct gen *g = v->g;
+    int rc = os_ofd_lock(g->fd, F_WRLCK, 1, 1);
+    if (rc < 0)
+        return rc;
+    if (!lock_stamp_matches(g->lockpg, boot, g->dev, g->ino)) {
+        lock_init(g->lockpg, boot, g->dev, g->ino);
+        commit_recover(v);
+    }
+    os_ofd_lock(g->fd, F_UNLCK, 1, 0);
+    return 0;
+}
+
+static int open_map_all(struct gen *g, uint64_t size)
+{
+    struct mapping *m = store_new_mapping(g, size);
+    if (!m)
+        return -ENOMEM;
+    atomic_store(&g->map, m);
+    if (!g->readonly) {
+        g->lockpg = os_map(FMT_PAGE, g->fd, FMT_LOCK_OFF, 1);
+        if (!g->lockpg)
+            return -errno;
+    }
+    return 0;
+}
+
+static int open_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone,
+                                int power_loss)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) {
+        guard_disarm();
+        return MMKV_EFAULT;
+    }
+    guard_arm(&env);
+    int rc = open_map_all(g, size);
+    struct view v;
+    if (rc == 0) {
+        store_view(g, &v);
+        if (!power_loss)   /* after a power loss only the log counts; checked after the scan */
+            rc = open_validate(s, &v);
+    }
+    if (rc == 0 && !g->readonly)
+        rc = open_attach_locks(s, &v, alone, power_loss);
+    if (rc == 0 && !g->readonly)
+        rc = open_validate(s, &v);
+    guard_disarm();
+    return rc;
+}
+
+/* A gen for a file that compaction is about to fill: mapped, lock page mapped. */
+struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size)
+{
+    struct gen *g = open_gen_new(s, fd);
+    if (!g)
+        return NULL;
+    uint64_t st_size;
+    if (os_vt.fstat_size(fd, &st_size, &g->dev, &g->ino) < 0 || open_map_all(g, size) < 0) {
+        g->fd = -1;
+        store_gen_discard(g);
+        return NULL;
+    }
+    struct gen *cur = atomic_load(&s->gen);
+    memcpy(g->sipkey, cur->sipkey, 16);
+    g->max_klen = cur->max_klen;
+    g->max_vlen = cur->max_vlen;
+    return g;
+}
+
+static struct gen *open_gen_new(mmkv_store *s, int fd)
+{
+    struct gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->fd = fd;
+    g->readonly = s->readonly;
+    atomic_store(&g->refs, 1);
+    pthread_mutex_init(&g->map_mu, NULL);
+    return g;
+}
+
+void store_gen_discard(struct gen *g)
+{
+    atomic_store(&g->released, 1);
+    store_gen_release(g);
+    free(g);
+}
+
+/* Was the machine restarted while the file was open (dirty, another boot)?  Then the page
+ * cache may have lost writes that had not been synced: a possible power loss. */
+static int open_power_lost(const mmkv_store *s, const struct fmt_header *h)
+{
+    uint8_t boot[16];
+    os_boot_id(boot);
+    return !s->shm && atomic_load(&((struct fmt_header *)h)->dirty) && memcmp(h->boot_id, boot, 16) != 0;
+}
+
+/* Liveness: every handle holds a read OFD lock on byte 0 for its life.  A writer that can
+ * take the write lock on byte 0 is alone; it initialises or recovers, then downgrades.
+ * Others wait on the read lock until that is done.  On success *out owns fd; on failure
+ * fd is closed. */
+static int open_attach(mmkv_store *s, int fd, int flag, const struct mmkv_options *opt,
+                        struct gen **out)
+{
+    struct gen *g = open_gen_new(s, fd);
+    if (!g) {
+        os_vt.close(fd);
+        return -ENOMEM;
+    }
+    int alone = 0, rc = 0;
+    if (!s->readonly) {
+        rc = os_ofd_lock(fd, F_WRLCK, 0, 0);
+        alone = rc == 0;
+        rc = rc == -EAGAIN ? 0 : rc;
+    }
+    if (rc == 0 && !alone)
+        rc = os_ofd_lock(fd, F_RDLCK, 0, 1);
+    uint64_t size = 0;
+    if (rc == 0)
+        rc = os_vt.fstat_size(fd, &size, &g->dev, &g->ino);
+    if (rc == 0 && size == 0 && alone && flag == MMKV_OPEN_CREATE) {
+        rc = open_format(fd, opt);
+        if (rc == 0)
+            rc = os_vt.fstat_size(fd, &size, &g->dev, &g->ino);
+    }
+    struct fmt_header h;
+    if (rc == 0)
+        rc = open_read_header(fd, &h, size);
+    /* A writer grows the file before it publishes the new file_size, so the size measured
+     * after reading the header is at least what that header says, unless the file was
+     * really cut short. */
+    if (rc == 0)
+        rc = os_vt.fstat_size(fd, &size, &g->dev, &g->ino);
+    uint64_t fsize = rc == 0 ? atomic_load(&h.file_size) : 0;
+    int power_loss = rc == 0 && alone && !s->readonly && open_power_lost(s, &h);
+    if (power_loss && fsize > size)
+        fsize = size & ~(uint64_t)(FMT_PAGE - 1);   /* a grow that never reached the disk */
+    if (rc == 0 && (fsize > size || fsize < FMT_ARENA_OFF + FMT_PAGE || (fsize & (FMT_PAGE - 1))))
+        rc = MMKV_ECORRUPT;
+    if (rc == 0) {
+        memcpy(g->sipkey, h.sipkey, 16);
+        g->max_klen = h.max_key_len;
+        g->max_vlen = h.max_value_len;
+        rc = open_attach_guarded(s, g, fsize, alone, power_loss);
+    }
+    if (rc == 0 && alone)
+        rc = os_ofd_lock(fd, F_RDLCK, 0, 0);
+    if (rc < 0) {
+        store_gen_discard(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+int store_gen_open(mmkv_store *s, int fd, int flag, struct gen **out)
+{
+    return open_attach(s, fd, flag, NULL, out);
+}
+
+static int open_check_options(int flag, const struct mmkv_options *opt)
+{
+    if (flag < MMKV_OPEN_READ || flag > MMKV_OPEN_NEW)
+        return MMKV_EINVAL;
+    if (!opt)
+        return 0;
+    if (opt->max_key_len > FMT_MAX_KLEN || opt->max_value_len > FMT_MAX_VLEN)
+        return MMKV_EINVAL;
+    if (opt->initial_capacity > ((1ull << FMT_MAX_CAP_LG) * 7) / 10)
+        return MMKV_EINVAL;
+    return 0;
+}
+
+static int open_resolve_path(const char *path, int shm, char *real, size_t cap)
+{
+    if (shm)
+        return os_shm_path(path, real, cap);
+    if (path[0] == 0)
+        return -ENOENT;
+    if (strlen(path) >= cap)
+        return -ENAMETOOLONG;
+    strcpy(real, path);
+    return 0;
+}
+
+static void open_free_struct(mmkv_store *s)
+{
+    struct gen *g = s->gens;
+    while (g) {
+        struct gen *next = g->next;
+        if (!atomic_exchange(&g->released, 1))
+            store_gen_release(g);
+        free(g);
+        g = next;
+    }
+    free(s->path);
+    free(s);
+}
+
+int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_options *opt,
+              mmkv_store **out)
+{
+    *out = NULL;
+    int shm = (flag & MMKV_OPEN_SHM) != 0;
+    flag &= 0xff;
+    char real[PATH_MAX];
+    int rc = open_check_options(flag, opt);
+    if (rc == 0)
+        rc = guard_install();
+    if (rc == 0)
+        rc = open_resolve_path(path, shm, real, sizeof(real));
+    if (rc < 0)
+        return rc;
+    mmkv_store *s = calloc(1, sizeof(*s));
+    if (!s || !(s->path = strdup(real))) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->shm = shm;
+    s->readonly = flag == MMKV_OPEN_READ;
+    s->durable = opt ? opt->durable : 0;
+    s->auto_compact = opt ? !opt->no_auto_compact : 1;
+    s->pid = getpid();
+    s->mode = mode;
+    pthread_mutex_init(&s->switch_mu, NULL);
+    if (flag == MMKV_OPEN_NEW) {
+        rc = open_create_new(real, mode, opt);
+        flag = MMKV_OPEN_WRITE;
+    }
+    int fd = -1;
+    if (rc == 0) {
+        int oflags = (s->readonly ? O_RDONLY : O_RDWR) | (flag == MMKV_OPEN_CREATE ? O_CREAT : 0);
+        rc = fd = os_vt.open(real, oflags, mode);
+    }
+    struct gen *g = NULL;
+    if (rc >= 0)
+        rc = open_attach(s, fd, flag, opt, &g);
+    if (rc < 0) {
+        open_free_struct(s);
+        return rc;
+    }
+    store_gen_install(s, g);
+    open_registry_add(s);
+    *out = s;
+    return 0;
+}
+
+/* The last handle anywhere (it can take the write lock on byte 0) marks the file clean,
+ * after a sync: a clean file needs no recovery scan even after a reboot. */
+static void open_close_last(mmkv_store *s, struct gen *g)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0) == 0) {
+        guard_arm(&env);
+        if (g->fd >= 0 && !atomic_load(&g->released) && os_ofd_lock(g->fd, F_WRLCK, 0, 0) == 0) {
+            struct view v;
+            store_view(g, &v);
+            struct fmt_header *h = view_hdr(&v);
+            if (atomic_load(&h->state) == FMT_ACTIVE && (s->shm || os_vt.fdatasync(g->fd) == 0)) {
+                atomic_store(&h->synced_tail, atomic_load(&h->tail));
+                atomic_store(&h->dirty, 0);
+                if (!s->shm)
+                    os_vt.fdatasync(g->fd);
+            }
+        }
+    }
+    guard_disarm();
+}
+
+int mmkv_close(mmkv_store *s)
+{
+    if (!s || atomic_load(&s->closed))
+        return 0;
+    int mine = s->pid == getpid();
+    if (mine && atomic_load(&s->user_locks) > 0)
+        return MMKV_EBUSY;
+    if (atomic_exchange(&s->closed, 1))
+        return 0;
+    while (atomic_load(&s->inflight) > 0)
+        sched_yield();
+    open_registry_remove(s);
+    if (mine && !s->readonly)
+        open_close_last(s, atomic_load(&s->gen));
+    for (struct gen *g = s->gens; g; g = g->next)
+        if (!atomic_exchange(&g->released, 1))
+            store_gen_release(g);
+    return 0;
+}
+
+void mmkv_free(mmkv_store *s)
+{
+    if (!s)
+        return;
+    if (mmkv_close(s) == MMKV_EBUSY)
+        return;   /* the lock page must stay mapped while the mutex is held: leak instead */
+    open_free_struct(s);
+}
+
+
+/* Give the child its own open file description, with its own read OFD lock.  The one it
+ * inherited is shared with the parent: a lock change on it (the last-closer test takes the
+ * write lock) would act for both, and it would outlive the parent's close. */
+static void open_fork_reopen(struct gen *g)
+{
+    if (g->fd < 0 || atomic_load(&g->released))
+        return;
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", g->fd);
+    int fd = os_vt.open(proc, g->readonly ? O_RDONLY : O_RDWR, 0);
+    if (fd < 0)
+        return;
+    if (os_ofd_lock(fd, F_RDLCK, 0, 1) == 0 && dup3(fd, g->fd, O_CLOEXEC) >= 0) {
+        os_vt.close(fd);
+        return;
+    }
+    os_vt.close(fd);
+}
+
+void mmkv_after_fork_child(void)
+{
+    /* The child has its own thread ids: it owns no robust mutex of the parent.  Reset the
+     * recursion bookkeeping of every handle it inherited, and the process-local mutexes,
+     * which a parent thread may have held at the fork. */
+    pthread_mutex_init(&registry_mu, NULL);
+    for (mmkv_store *s = registry; s; s = s->next_open) {
+        atomic_store(&s->user_locks, 0);
+        pthread_mutex_init(&s->switch_mu, NULL);
+        for (struct gen *g = s->gens; g; g = g->next) {
+            pthread_mutex_init(&g->map_mu, NULL);
+            open_fork_reopen(g);
+        }
+        s->pid = getpid();
+    }
+}
