@@ -88,6 +88,8 @@ class Store(MutableMapping):
 
     # ---- reads ----
 
+    # __getitem__ and get repeat their first lines on purpose: a shared helper costs a call
+    # on the hottest path, and get() built on __getitem__ would raise KeyError per miss.
     def __getitem__(self, key, _get=lib.mmkv_get, _unpack=ffi.unpack, _tls=_tls):
         k = key if type(key) is bytes else _bytes(key)
         try:

@@ -244,6 +244,8 @@ int compact_run(mmkv_store *s, struct view *v)
     if (rc == 0) {
         compact_test_point(2);
         pthread_mutex_lock(&g->lockpg->mutex);
+        /* RETIRING before the rename: a reader that finds A still ACTIVE cannot have missed
+         * a write to B, and one that finds RETIRING looks at the path (see the top) */
         atomic_store_explicit(&h->state, FMT_RETIRING, memory_order_release);
         compact_test_point(3);
         rc = os_vt.rename(tmp, s->path);

@@ -82,6 +82,8 @@ static int open_format(int fd, const struct mmkv_options *opt)
     r->crc = fmt_record_crc(r);
     rc = os_vt.pwrite(fd, page, FMT_ARENA_OFF + FMT_TABLE_SLOTS_OFF, 0);
     free(page);
+    /* the first bytes must be on disk before the file can be renamed into place (flag "n")
+     * or used: a crash would otherwise leave a path naming an empty or half-written header */
     if (rc == 0)
         rc = os_vt.fdatasync(fd);
     return rc;
@@ -430,6 +432,8 @@ static void open_close_last(mmkv_store *s, struct gen *g)
             struct view v;
             store_view(g, &v);
             struct fmt_header *h = view_hdr(&v);
+            /* data first, then the clean mark: a clean mark on disk before the data would let
+             * the next boot skip the scan over a log that lost its tail */
             if (atomic_load(&h->state) == FMT_ACTIVE && (s->shm || os_vt.fdatasync(g->fd) == 0)) {
                 atomic_store(&h->synced_tail, atomic_load(&h->tail));
                 atomic_store(&h->dirty, 0);

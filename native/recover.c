@@ -435,6 +435,8 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
     atomic_store(&h->intent, FMT_INTENT_NONE);
     if (atomic_load(&h->synced_tail) > end)
         atomic_store(&h->synced_tail, end);
+    /* the rebuilt table, the zeroed tail and the raised epoch must be durable before new
+     * writes land: a second power loss must not find new-epoch records after an old tail */
     return s->shm ? 0 : os_vt.fdatasync(v->g->fd);
 }
 

@@ -851,7 +851,9 @@ static int64_t op_sync(mmkv_store *s, struct view *v, void *arg)
         return 0;
     if (s->readonly)
         return os_vt.fdatasync(v->g->fd);
-    /* phase 1 makes the log durable up to t; phase 2 records t as synced_tail */
+    /* phase 1 makes the log durable up to t; phase 2 records t as synced_tail.  One sync
+     * for both could put synced_tail on disk before the records it vouches for, and a power
+     * loss then would turn a store that lost only unreturned writes into CorruptError. */
     uint64_t t = atomic_load(&view_hdr(v)->tail);
     int rc = os_vt.fdatasync(v->g->fd);
     if (rc < 0)

@@ -1,4 +1,5 @@
-"""Checks shared by test folders (tests/ is put on sys.path by tests/conftest.py)."""
+"""Checks and fixtures-as-functions shared by test folders (tests/ is put on sys.path by
+tests/conftest.py)."""
 
 
 def assert_iteration_ok(seen, throughout, ever):
@@ -11,3 +12,22 @@ def assert_iteration_ok(seen, throughout, ever):
                          f"{sorted(missing)[:10]}")
     extra = set(seen) - ever
     assert not extra, f"yielded keys that never existed: {sorted(extra)[:10]}"
+
+
+def fill(d, n, size, prefix=b"k"):
+    """Put n keys `prefix%06d` with distinct `size`-byte values; return them as a dict."""
+    items = {}
+    for i in range(n):
+        key = b"%s%06d" % (prefix, i)
+        value = (b"%06d:" % i) * (size // 7 + 1)
+        items[key] = value[:size]
+        d[key] = items[key]
+    return items
+
+
+def delete_most(d, items, keep_every=10):
+    """Delete all but every `keep_every`-th key of items from d and from items."""
+    for i, key in enumerate(sorted(items)):
+        if i % keep_every:
+            del d[key]
+            del items[key]

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import mmkv
-from _checks import assert_iteration_ok
+from _checks import assert_iteration_ok, delete_most, fill
 
 import _compact_workers as workers
 from _compact_workers import Remote
@@ -23,19 +23,6 @@ from _selfcheck import parse
 pytestmark = pytest.mark.multiproc
 
 TIMEOUT = 60.0
-
-
-def fill(d, n, size, prefix=b"k"):
-    items = {b"%s%06d" % (prefix, i): (b"%06d." % i * (size // 7 + 1))[:size] for i in range(n)}
-    d.update(items)
-    return items
-
-
-def delete_most(d, items, keep_every=10):
-    for i, key in enumerate(sorted(items)):
-        if i % keep_every:
-            del d[key]
-            del items[key]
 
 
 def assert_sound(path, items=None):

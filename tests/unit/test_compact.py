@@ -13,28 +13,9 @@ import uuid
 import pytest
 
 import mmkv
-from _checks import assert_iteration_ok
+from _checks import assert_iteration_ok, delete_most, fill
 
 MIB = 1 << 20
-
-
-def fill(d, n, size, prefix=b"k"):
-    """Put n keys `prefix%06d` with distinct `size`-byte values; return them as a dict."""
-    items = {}
-    for i in range(n):
-        key = b"%s%06d" % (prefix, i)
-        value = (b"%06d:" % i) * (size // 7 + 1)
-        items[key] = value[:size]
-        d[key] = items[key]
-    return items
-
-
-def delete_most(d, items, keep_every=10):
-    """Delete all but every `keep_every`-th key of items from d and from items."""
-    for i, key in enumerate(sorted(items)):
-        if i % keep_every:
-            del d[key]
-            del items[key]
 
 
 def leftovers(path):
