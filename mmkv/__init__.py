@@ -43,11 +43,12 @@ def _load_core():
 _load_core()
 
 from ._core import lib as _lib  # noqa: E402
-from ._errors import CorruptError, NotFoundError, error  # noqa: E402
+from ._errors import CorruptError, LockTimeout, NotFoundError, WatchLagged, error  # noqa: E402
 from ._open import open, open_shm, unlink_shm  # noqa: E402
 from ._store import Store  # noqa: E402
 
-__all__ = ["open", "open_shm", "unlink_shm", "Store", "error", "CorruptError", "NotFoundError"]
+__all__ = ["open", "open_shm", "unlink_shm", "Store", "error", "CorruptError", "NotFoundError",
+           "LockTimeout", "WatchLagged"]
 __version__ = "0.1.0"
 
 _os.register_at_fork(after_in_child=_lib.mmkv_after_fork_child)

@@ -4,6 +4,8 @@
      +-- mmkv.error                  every failure of the store itself
           +-- mmkv.CorruptError      damage found in a file (bad checksum, impossible offsets)
           +-- mmkv.NotFoundError     the store does not exist ("r"/"w"); also FileNotFoundError
+          +-- mmkv.LockTimeout       the lock was not acquired in time; also TimeoutError
+          +-- mmkv.WatchLagged       a watcher fell behind a compaction that dropped changes
 
 Bad arguments raise the built-ins a Python user expects: TypeError for a key or value of the
 wrong type, ValueError for one over the store's limit or for a bad flag or option, KeyError
@@ -25,6 +27,16 @@ class CorruptError(error):
 
 class NotFoundError(error, FileNotFoundError):
     """The store does not exist (flag "r" or "w")."""
+
+
+class LockTimeout(error, TimeoutError):
+    """The store's write lock was not acquired within the timeout; nothing is held and the
+    write that waited was not applied."""
+
+
+class WatchLagged(error):
+    """A watcher fell behind a compaction that discarded changes it had not seen yet;
+    resume from a fresh read and `Store.seq`."""
 
 
 _VALUE_ERRORS = {lib.MMKV_ETOOBIG, lib.MMKV_EVALUE, lib.MMKV_ERANGE, lib.MMKV_EINVAL}
