@@ -12,8 +12,27 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NATIVE = os.path.join(ROOT, "native")
-SOURCES = ["format.c", "os.c", "guard.c", "lock.c", "table.c", "commit.c", "recover.c", "compact.c",
-           "store.c", "iter.c", "open.c"]
+SOURCES = ["format.c", "wait.c", "os.c", "guard.c", "map.c", "commit.c", "lock.c", "table.c",
+           "recover.c", "compact.c", "open.c", "call.c", "store.c", "iter.c"]
+
+# The preamble is the only C that sees Python.h.  cffi would release the GIL around every
+# call; the core keeps it (a read is short and never blocks, and a released GIL costs a
+# switch interval to get back behind a busy thread) and releases it itself, only while it
+# waits, through the two hooks installed here when the module loads (native/wait.c).
+PREAMBLE = r"""
+#include "mmkv.h"
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS {
+#define Py_END_ALLOW_THREADS }
+void mmkv_set_wait_hooks(void *(*release)(void), void (*reacquire)(void *));
+static void *mmkv_py_release(void) { return (void *)PyEval_SaveThread(); }
+static void mmkv_py_reacquire(void *state) { PyEval_RestoreThread((PyThreadState *)state); }
+__attribute__((constructor)) static void mmkv_py_install_hooks(void)
+{
+    mmkv_set_wait_hooks(mmkv_py_release, mmkv_py_reacquire);
+}
+"""
 
 
 def _cdef():
@@ -34,7 +53,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "mmkv._core",
-    '#include "mmkv.h"',
+    PREAMBLE,
     sources=[os.path.relpath(os.path.join(NATIVE, s), ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(NATIVE, ROOT)],
     extra_compile_args=_flags(),

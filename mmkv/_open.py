@@ -4,7 +4,7 @@ import os
 
 from ._core import ffi, lib
 from ._errors import NotFoundError, exception_for
-from ._store import Store
+from ._store import Store, _timeout
 
 _FLAGS = {"r": lib.MMKV_OPEN_READ, "w": lib.MMKV_OPEN_WRITE, "c": lib.MMKV_OPEN_CREATE,
           "n": lib.MMKV_OPEN_NEW}
@@ -45,12 +45,14 @@ def _mode(mode):
 
 
 def _open(target, display, code, mode, options, shm):
+    options = dict(options)
+    lock_timeout = _timeout(options.pop("lock_timeout", None), "lock_timeout")
     opt = _options(options)
     out = ffi.new("mmkv_store **")
     rc = lib.mmkv_open(target, code, mode, opt, out)
     if rc < 0:
         raise exception_for(rc, display)
-    return Store(out[0], display, code, shm)
+    return Store(out[0], display, code, shm, lock_timeout=lock_timeout)
 
 
 def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
@@ -61,7 +63,9 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     by the umask.  options (keyword-only, none required): initial_capacity (keys the
     table holds before its first rebuild), max_key_len (default 65535), max_value_len
     (default 64 MiB), durable (every write is on stable storage when it returns),
-    auto_compact (default True: compact when garbage passes half the file and 4 MiB).
+    auto_compact (default True: compact when garbage passes half the file and 4 MiB),
+    lock_timeout (seconds, default None: wait; how long each write waits for the lock
+    before mmkv.LockTimeout, unapplied).
     """
     code = _flag(flag)
     mode = _mode(mode)

@@ -1,8 +1,19 @@
 """Store: the MutableMapping over one handle of the C core.
 
-Each mapping operation is one call into C (cffi releases the GIL for it); values come back
-through a per-thread reusable buffer, so the hot path allocates nothing but the result.
-Keys and values are bytes; str is encoded as UTF-8; anything else is a TypeError.
+Each mapping operation is one call into C.  The call keeps the GIL (the core releases it
+only while it waits: for the lock, the disk, a compaction), so a read never waits for a busy
+thread.  Values come back through a buffer taken out of a shared pool for the duration of
+the call, so a signal handler (or another thread) that uses the store meanwhile gets a buffer
+of its own and no result is ever overwritten before it is copied out.  Keys and values are
+bytes; str is encoded as UTF-8; anything else is a TypeError.
+
+Waiting for the lock
+--------------------
+The core waits for a contended writer lock one slice at a time (about 10 ms) and then
+returns MMKV_EWAIT with nothing done.  `_wait` calls again until the lock comes, the
+deadline (`lock(timeout)`, the handle's `lock_timeout`) passes (LockTimeout), or a signal
+handler raises: the interpreter runs handlers between two calls, so Ctrl-C arrives within a
+slice, and an interrupted write or lock() holds nothing and applied nothing.
 
 Iteration
 ---------
@@ -18,25 +29,46 @@ once, every yielded key was present at some moment, and `for k in d: del d[k]` w
 same case: the iterator pins the file it started on (which stays mapped, its tables frozen,
 until the iterator ends), collects what it passed there and continues in the new file.
 """
-import threading
+import errno as _errno
 from collections.abc import ItemsView, MutableMapping, ValuesView
 from struct import unpack_from as _unpack_from
+from time import monotonic as _monotonic
 
 from ._core import ffi, lib
-from ._errors import exception_for
+from ._errors import LockTimeout, exception_for
 
 _BUF_LEN = 64 * 1024
 _BATCH = 1024
 _MISSING = object()
-_tls = threading.local()
+_EWAIT = lib.MMKV_EWAIT
+_ECLOSED = lib.MMKV_ECLOSED
+# Value buffers: a call pops one and pushes it back once the result is copied out (list
+# pop and append are atomic), so a re-entrant call never shares a buffer with the call it
+# interrupted.  The pool holds as many buffers as calls were ever in flight at once.
+_pool = []
+_pool_pop = _pool.pop
+_pool_push = _pool.append
+
+
+def _new_buffer():
+    return ffi.new("char[]", _BUF_LEN)
 
 
 def _buffer():
     try:
-        return _tls.buf
-    except AttributeError:
-        buf = _tls.buf = ffi.new("char[]", _BUF_LEN)
-        return buf
+        return _pool_pop()
+    except IndexError:
+        return _new_buffer()
+
+
+def _timeout(value, what):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(value).__name__}")
+    if value != value or value < 0:
+        raise ValueError(f"{what} must be >= 0, not {value!r}")
+    return float(value)
 
 
 def _bytes(x, what="key"):
@@ -73,32 +105,61 @@ class Store(MutableMapping):
     `len()` is O(1).  Open one with mmkv.open() or mmkv.open_shm().
     """
 
-    __slots__ = ("_h", "_path", "_flag", "_shm", "__weakref__")
+    __slots__ = ("_h", "_path", "_flag", "_shm", "_lock_timeout", "_closed", "__weakref__")
 
-    def __init__(self, handle, path, flag, shm=False):
+    def __init__(self, handle, path, flag, shm=False, lock_timeout=None):
         self._h = ffi.gc(handle, lib.mmkv_free)
         self._path = path
         self._flag = flag
         self._shm = shm
+        self._lock_timeout = _timeout(lock_timeout, "lock_timeout")
+        self._closed = False
 
     def _fail(self, rc, key=_MISSING):
         if rc == lib.MMKV_ENOTFOUND and key is not _MISSING:
             raise KeyError(key)
+        if rc == _EWAIT:
+            raise LockTimeout(_errno.ETIMEDOUT, "timed out waiting for the store's lock",
+                              self._path)
         raise exception_for(rc, self._path)
+
+    def _wait(self, fn, args, timeout=_MISSING):
+        """Call fn(handle, *args) again until it stops answering MMKV_EWAIT (see the module
+        docstring); LockTimeout past the timeout (default: the handle's lock_timeout)."""
+        if timeout is _MISSING:
+            timeout = self._lock_timeout
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            if deadline is not None and _monotonic() >= deadline:
+                self._fail(_EWAIT)
+            rc = fn(self._h, *args)
+            if rc != _EWAIT:
+                return rc
+
+    def _write(self, fn, *args):
+        """One write call into the core, waiting for the lock as the handle says."""
+        rc = fn(self._h, *args)
+        if rc == _EWAIT:
+            rc = self._wait(fn, args)
+        return rc
 
     # ---- reads ----
 
     # __getitem__ and get repeat their first lines on purpose: a shared helper costs a call
     # on the hottest path, and get() built on __getitem__ would raise KeyError per miss.
-    def __getitem__(self, key, _get=lib.mmkv_get, _unpack=ffi.unpack, _tls=_tls):
+    def __getitem__(self, key, _get=lib.mmkv_get, _unpack=ffi.unpack, _pop=_pool_pop,
+                    _push=_pool_push):
         k = key if type(key) is bytes else _bytes(key)
         try:
-            buf = _tls.buf
-        except AttributeError:
-            buf = _buffer()
+            buf = _pop()
+        except IndexError:
+            buf = _new_buffer()
         n = _get(self._h, k, len(k), buf, _BUF_LEN)
         if 0 <= n <= _BUF_LEN:
-            return _unpack(buf, n)
+            value = _unpack(buf, n)
+            _push(buf)
+            return value
+        _push(buf)
         if n > _BUF_LEN:
             return self._get_large(k, n, key)
         self._fail(n, key)
@@ -113,16 +174,20 @@ class Store(MutableMapping):
                 self._fail(m, key)
             n = m
 
-    def get(self, key, default=None, _get=lib.mmkv_get, _unpack=ffi.unpack, _tls=_tls):
+    def get(self, key, default=None, _get=lib.mmkv_get, _unpack=ffi.unpack, _pop=_pool_pop,
+            _push=_pool_push):
         """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
         k = key if type(key) is bytes else _bytes(key)
         try:
-            buf = _tls.buf
-        except AttributeError:
-            buf = _buffer()
+            buf = _pop()
+        except IndexError:
+            buf = _new_buffer()
         n = _get(self._h, k, len(k), buf, _BUF_LEN)
         if 0 <= n <= _BUF_LEN:
-            return _unpack(buf, n)
+            value = _unpack(buf, n)
+            _push(buf)
+            return value
+        _push(buf)
         if n == lib.MMKV_ENOTFOUND:
             return default
         if n > _BUF_LEN:
@@ -152,26 +217,36 @@ class Store(MutableMapping):
         v = value if type(value) is bytes else _bytes(value, "value")
         rc = _put(self._h, k, len(k), v, len(v))
         if rc < 0:
-            self._fail(rc)
+            if rc == _EWAIT:
+                rc = self._wait(_put, (k, len(k), v, len(v)))
+            if rc < 0:
+                self._fail(rc)
 
     def __delitem__(self, key):
         k = _bytes(key)
-        rc = lib.mmkv_delete(self._h, k, len(k))
+        rc = self._write(lib.mmkv_delete, k, len(k))
         if rc < 0:
             self._fail(rc, key)
 
     def clear(self):
         """Remove every key, atomically (one record, one table swap)."""
-        rc = lib.mmkv_clear(self._h)
+        rc = self._write(lib.mmkv_clear)
         if rc < 0:
             self._fail(rc)
 
     def pop(self, key, default=_MISSING):
         """Remove key and return its value, atomically; default (or KeyError) if absent."""
         k = _bytes(key)
-        buf, cap = _buffer(), _BUF_LEN
+        buf = _buffer()
+        try:
+            return self._pop(k, key, default, buf)
+        finally:
+            _pool_push(buf)
+
+    def _pop(self, k, key, default, buf):
+        cap = _BUF_LEN
         while True:
-            n = lib.mmkv_pop(self._h, k, len(k), buf, cap)
+            n = self._write(lib.mmkv_pop, k, len(k), buf, cap)
             if 0 <= n <= cap:
                 return ffi.unpack(buf, n)
             if n == lib.MMKV_ENOTFOUND and default is not _MISSING:
@@ -182,10 +257,17 @@ class Store(MutableMapping):
 
     def popitem(self):
         """Remove some (key, value) pair and return it, atomically; KeyError when empty."""
-        buf, cap = _buffer(), _BUF_LEN
+        buf = _buffer()
+        try:
+            return self._popitem(buf)
+        finally:
+            _pool_push(buf)
+
+    def _popitem(self, buf):
+        cap = _BUF_LEN
         klen = ffi.new("size_t *")
         while True:
-            n = lib.mmkv_popitem(self._h, buf, cap, klen)
+            n = self._write(lib.mmkv_popitem, buf, cap, klen)
             if 0 <= n <= cap:
                 data = ffi.unpack(buf, n)
                 return data[:klen[0]], data[klen[0]:]
@@ -209,9 +291,16 @@ class Store(MutableMapping):
                                 "not NoneType")
             return value
         d = _bytes(default, "value")
-        buf, cap = _buffer(), _BUF_LEN
+        buf = _buffer()
+        try:
+            return self._setdefault(k, key, d, buf)
+        finally:
+            _pool_push(buf)
+
+    def _setdefault(self, k, key, d, buf):
+        cap = _BUF_LEN
         while True:
-            n = lib.mmkv_setdefault(self._h, k, len(k), d, len(d), buf, cap)
+            n = self._write(lib.mmkv_setdefault, k, len(k), d, len(d), buf, cap)
             if 0 <= n <= cap:
                 return ffi.unpack(buf, n)
             if n < 0:
@@ -273,12 +362,11 @@ class Store(MutableMapping):
         skip = None
         while True:
             entries, done, current = self._scan(it, desc, pos, 0, state, with_values)
-            if skip is None:
-                yield from entries
-            else:
-                for entry in entries:
-                    if (entry[0] if with_values else entry) not in skip:
-                        yield entry
+            for entry in entries:
+                if self._closed:
+                    self._fail(_ECLOSED)   # the rest of a batch is not yielded after close()
+                if skip is None or (entry[0] if with_values else entry) not in skip:
+                    yield entry
             if done:
                 return
             if current != desc:
@@ -324,7 +412,7 @@ class Store(MutableMapping):
         if not -(1 << 63) <= delta < (1 << 63):
             raise ValueError("delta outside the 64-bit signed range")
         out = ffi.new("int64_t *")
-        rc = lib.mmkv_incr(self._h, k, len(k), delta, out)
+        rc = self._write(lib.mmkv_incr, k, len(k), delta, out)
         if rc < 0:
             self._fail(rc)
         return out[0]
@@ -335,16 +423,21 @@ class Store(MutableMapping):
         k = _bytes(key)
         e = b"" if expected is None else _bytes(expected, "value")
         v = b"" if new is None else _bytes(new, "value")
-        rc = lib.mmkv_cas(self._h, k, len(k), expected is None, e, len(e), new is None, v, len(v))
+        rc = self._write(lib.mmkv_cas, k, len(k), expected is None, e, len(e), new is None, v,
+                         len(v))
         if rc < 0:
             self._fail(rc)
         return rc == 1
 
-    def lock(self):
-        """A context manager holding the store's write lock across processes.  Operations
-        of this handle inside it work (the lock is recursive); other writers wait; readers
-        never do.  It must be released by the thread that took it."""
-        return _Lock(self)
+    def lock(self, timeout=None):
+        """A context manager holding the store's write lock across processes.
+
+        The lock belongs to the calling thread: its operations inside, through any handle
+        of this store, still work (it is recursive); other threads and processes that write
+        wait; readers never do.  timeout (seconds) bounds the wait: past it, LockTimeout,
+        holding nothing.  Waiting is interruptible (Ctrl-C arrives within about 10 ms).
+        compact() inside it raises mmkv.error.  A thread that ends holding it releases it."""
+        return _Lock(self, _timeout(timeout, "timeout"))
 
     # ---- handle ----
 
@@ -353,7 +446,10 @@ class Store(MutableMapping):
         new file, rename it over the store and retire the old one.  Contents are unchanged;
         other handles and processes move to the new file on their next operation, and the
         old file's disk space is released when the last of them has moved."""
-        rc = lib.mmkv_compact(self._h)
+        rc = self._write(lib.mmkv_compact)
+        if rc == lib.MMKV_EBUSY:
+            raise exception_for(rc, self._path).__class__(
+                _errno.EBUSY, "compact() is not allowed inside lock()", self._path)
         if rc < 0:
             self._fail(rc)
 
@@ -362,7 +458,7 @@ class Store(MutableMapping):
     def sync(self):
         """Return when every write made so far, by any handle, is on stable storage.
         For a shared-memory store there is no stable storage: this does nothing."""
-        rc = lib.mmkv_sync(self._h)
+        rc = self._write(lib.mmkv_sync)
         if rc < 0:
             self._fail(rc)
 
@@ -385,7 +481,7 @@ class Store(MutableMapping):
         cap = 1 << 16
         report = ffi.new("char[]", cap)
         out = ffi.new("struct mmkv_check_report *")
-        rc = (lib.mmkv_check if full else lib.mmkv_verify)(self._h, report, cap, out)
+        rc = self._write(lib.mmkv_check if full else lib.mmkv_verify, report, cap, out)
         if rc == lib.MMKV_ECORRUPT:
             from ._errors import CorruptError
             text = ffi.string(report).decode("utf-8", "replace").strip()
@@ -397,8 +493,13 @@ class Store(MutableMapping):
     def close(self):
         """Flush and release the handle; closing twice is harmless."""
         rc = lib.mmkv_close(self._h)
+        if rc == lib.MMKV_EBUSY:
+            raise exception_for(rc, self._path).__class__(
+                _errno.EBUSY, "close() is not allowed while this thread holds lock() through "
+                "this handle", self._path)
         if rc < 0:
             self._fail(rc)
+        self._closed = True
 
     def __enter__(self):
         return self
@@ -413,16 +514,20 @@ class Store(MutableMapping):
 
 
 class _Lock:
-    __slots__ = ("_store",)
+    __slots__ = ("_store", "_timeout")
 
-    def __init__(self, store):
+    def __init__(self, store, timeout=None):
         self._store = store
+        self._timeout = timeout
 
     def __enter__(self):
-        rc = lib.mmkv_lock(self._store._h)
+        store = self._store
+        rc = lib.mmkv_lock(store._h)
+        if rc == _EWAIT:
+            rc = store._wait(lib.mmkv_lock, (), self._timeout)
         if rc < 0:
-            self._store._fail(rc)
-        return self._store
+            store._fail(rc)
+        return store
 
     def __exit__(self, *exc):
         rc = lib.mmkv_unlock(self._store._h)

@@ -91,9 +91,15 @@ struct fmt_lockpage {
     uint64_t generation;
     uint8_t reserved[16];
     pthread_mutex_t mutex;
+    uint8_t pad[128 - 64 - sizeof(pthread_mutex_t)];
+    /* who holds the mutex, for reports only (recursion is decided in-process, lock.c):
+     * the PID namespace inode and thread id there, unique across containers */
+    _Atomic uint64_t owner_ns;
+    _Atomic uint64_t owner_tid;
 };
 
 _Static_assert(offsetof(struct fmt_lockpage, mutex) == 64, "mutex offset");
+_Static_assert(offsetof(struct fmt_lockpage, owner_ns) == 128, "lock owner offset");
 _Static_assert(sizeof(struct fmt_lockpage) <= FMT_PAGE, "lock page fits");
 
 /* A record in the arena.  crc covers everything after itself up to the end of the value for

@@ -42,6 +42,12 @@ void os_boot_id(uint8_t out[16]);
 void os_random(void *buf, size_t len);
 uint64_t os_now_ns(void);
 int os_shm_path(const char *name, char *out, size_t cap);
+int os_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int os_reopen(int fd, int readonly);
+int os_replace_fd(int fd, int target);
+int os_mutex_wait(pthread_mutex_t *m, uint64_t slice_ns);
+void os_pause(void);
+void os_thread_identity(uint64_t *ns_ino, uint64_t *tid);
 
 /* ---- guard.c: the SIGBUS guard around every access to the mapping ---- */
 
@@ -49,10 +55,17 @@ int guard_install(void);
 void guard_arm(sigjmp_buf *env);
 void guard_disarm(void);
 
-/* ---- the handle ---- */
+/* ---- wait.c: what a call does around a wait (the GIL hooks of the cffi preamble) ---- */
+
+void wait_begin(void);           /* about to block: let other threads of the process run */
+void wait_end(void);
+void wait_unwind(void);          /* after a SIGBUS jump out of a wait: back to the caller's state */
+void mmkv_set_wait_hooks(void *(*release)(void), void (*reacquire)(void *));
+
+/* ---- the handle and the files it reaches ---- */
 
 /* One reservation of address space with the file mapped at its start.  A reservation is
- * replaced (never moved) when the file outgrows it; old ones are unmapped with their gen. */
+ * replaced (never moved) when the file outgrows it; old ones stay mapped with their gen. */
 struct mapping {
     uint8_t *base;
     size_t reserved_len;
@@ -60,10 +73,11 @@ struct mapping {
     struct mapping *older;
 };
 
-/* A generation: one open file behind a handle.  Compaction replaces the file at the path;
- * each handle then moves to a new gen.  A gen is pinned by every call using it (and by
- * iterators), and released (unmapped, closed) when the last pin goes, so a reader in
- * flight finishes on the old mapping while the next call already uses the new file. */
+/* A generation: one open file, shared by every handle of this process on that file (map.c
+ * keeps them in a registry keyed by device, inode and access).  Compaction replaces the
+ * file at the path; handles then move to the new file's gen.  A gen is counted by every
+ * handle whose current file it is, every call and iterator using it, and a lock() holder;
+ * the last to let go unmaps and closes it. */
 struct gen {
     int fd;
     uint64_t dev, ino;
@@ -73,10 +87,15 @@ struct gen {
     _Atomic(struct mapping *) map;
     pthread_mutex_t map_mu;      /* process-local: serialises mapping changes */
     struct fmt_lockpage *lockpg; /* own 4 KiB mapping; never moves while the mutex is held */
-    _Atomic long refs;           /* pins, plus one while it is the handle's current gen */
-    _Atomic int released;
+    _Atomic long refs;
     int readonly;
-    struct gen *next;            /* every gen of the handle, freed at close */
+    int shm;
+    int registered;              /* listed in map.c's registry */
+    /* the writer mutex as held by this process (lock.c): owner is the holding thread's
+     * token, depth its recursion, user_depth the part taken by lock() (which pins the gen) */
+    _Atomic uint64_t owner;
+    uint32_t depth, user_depth;
+    struct gen *next;            /* registry */
 };
 
 struct mmkv_store {
@@ -84,15 +103,17 @@ struct mmkv_store {
     int durable;
     int shm;
     int auto_compact;
-    pid_t pid;                   /* the process that opened it (fork detection) */
     char *path;
     unsigned mode;
-    _Atomic(struct gen *) gen;   /* the current file */
-    struct gen *gens;            /* all gens ever used (structs live until close) */
-    pthread_mutex_t switch_mu;   /* process-local: serialises moving to a new gen */
+    uint32_t max_klen;           /* the store's limits (the same in every file it moves to) */
+    uint64_t max_vlen;
+    _Atomic(struct gen *) gen;   /* the current file; changed under switch_mu */
+    pthread_mutex_t switch_mu;   /* process-local: pinning and moving to a new gen */
     _Atomic int inflight;        /* calls in progress; close waits for 0 */
     _Atomic int closed;
-    _Atomic int user_locks;      /* mmkv_lock depth taken through this handle */
+    int user_locks;              /* lock() depth taken through this handle ... */
+    uint64_t lock_token;         /* ... by this thread ... */
+    struct gen *lock_gen;        /* ... on this file */
     uint64_t popitem_hint;       /* slot where popitem starts looking (under the lock) */
     struct mmkv_store *next_open;/* registry of open handles (fork) */
 };
@@ -106,21 +127,30 @@ struct view {
 
 static inline struct fmt_header *view_hdr(const struct view *v) { return (struct fmt_header *)v->base; }
 
-/* store.c: the mapping, gens, guarded calls, the operations */
+/* map.c: the mapping, its growth, and the gens (one per open file per process) */
 void store_view(struct gen *g, struct view *v);
-struct mapping *store_new_mapping(struct gen *g, uint64_t size);
-void store_gen_release(struct gen *g);
+int store_extend(mmkv_store *s, struct view *v, uint64_t need);  /* map up to file_size */
+struct gen *map_gen_new(int fd, int readonly, int shm);
+int map_gen_map(struct gen *g, uint64_t size);
+struct gen *map_gen_find(uint64_t dev, uint64_t ino, int readonly);   /* counted, or NULL */
+void map_gen_register(struct gen *g);
+struct gen *store_gen_pin(mmkv_store *s);                         /* NULL once closed */
+void store_gen_unpin(struct gen *g);
+void store_gen_install(mmkv_store *s, struct gen *g);            /* takes g's reference */
+void store_gen_discard(struct gen *g);                           /* never registered */
+struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size);
+void map_after_fork_child(void);
+
+/* call.c: the read and write frames every exported call enters */
+typedef int64_t (*store_op)(mmkv_store *s, struct view *v, void *ctx);
+int64_t call_read(mmkv_store *s, store_op fn, void *ctx);
+int64_t call_write(mmkv_store *s, store_op fn, void *ctx);
+int64_t call_plain(mmkv_store *s, store_op fn, void *ctx);       /* pinned + guarded only */
 int store_moved(mmkv_store *s, struct gen *g, uint64_t state);   /* must move off g? */
 int store_switch(mmkv_store *s, struct gen *old);                 /* move to the path's file */
-int store_extend(mmkv_store *s, struct view *v, uint64_t need);  /* map up to file_size */
-struct gen *store_gen_pin(mmkv_store *s);
-void store_gen_unpin(struct gen *g);
-void store_gen_install(mmkv_store *s, struct gen *g);
 
-/* open.c: opening, gens of new files, closing, fork */
+/* open.c */
 int store_gen_open(mmkv_store *s, int fd, int flag, struct gen **out);
-struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size);
-void store_gen_discard(struct gen *g);
 
 /* compact.c */
 int compact_run(mmkv_store *s, struct view *v);       /* under the lock of v's gen */
@@ -131,8 +161,12 @@ uint64_t compact_reclaimable(const struct view *v);   /* bytes a compaction woul
 /* lock.c */
 void lock_init(struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);
 int lock_stamp_matches(const struct fmt_lockpage *lp, const uint8_t boot[16], uint64_t dev, uint64_t ino);
-int lock_acquire(mmkv_store *s, struct view *v);
+uint64_t lock_token(void);                        /* this thread's owner identity in-process */
+int lock_acquire(mmkv_store *s, struct view *v);  /* MMKV_EWAIT: not yet, call again */
 void lock_release(struct view *v);
+int lock_held_by_me(const struct gen *g);         /* this thread holds g's mutex */
+int lock_user_take(mmkv_store *s, struct view *v);   /* after lock_acquire: it is lock()'s */
+int lock_user_drop(mmkv_store *s);                    /* mmkv_unlock */
 
 /* table.c */
 struct table {

@@ -147,6 +147,12 @@ int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc)
      * process compacted must move first, or it would iterate a retired file */
     for (int tries = 0;; tries++) {
         it->g = store_gen_pin(s);
+        if (!it->g) {
+            free(it);
+            it = NULL;
+            rc = MMKV_ECLOSED;
+            break;
+        }
         int moved = iter_gen_moved(s, it->g, desc);
         rc = moved < 0 ? moved : 0;
         if (moved == 1 && tries < 100)
@@ -187,6 +193,7 @@ int mmkv_iter_scan_items(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t e
         guard_arm(&env);
         rc = iter_scan_gen(it->s, &c);
     } else {
+        wait_unwind();
         rc = MMKV_EFAULT;
     }
     guard_disarm();
@@ -202,8 +209,10 @@ int mmkv_iter_repin(mmkv_iter *it, uint64_t *desc)
     mmkv_store *s = it->s;
     if (atomic_load(&s->gen) == it->g)
         rc = store_switch(s, it->g);
-    if (rc == 0) {
-        struct gen *g = store_gen_pin(s);
+    struct gen *g = rc == 0 ? store_gen_pin(s) : NULL;
+    if (rc == 0 && !g)
+        rc = MMKV_ECLOSED;
+    if (g) {
         store_gen_unpin(it->g);
         it->g = g;
         *desc = iter_desc(g);

@@ -9,7 +9,12 @@
  *   - returns 0 (or a non-negative count/length) on success, a negative MMKV_E* code, or
  *     -errno for a failed system call; results go to out-parameters;
  *   - never aborts, exits or prints; bytes read from the file are treated as hostile;
- *   - is thread-safe on one handle: the Python binding calls it with the GIL released;
+ *   - is thread-safe on one handle.  The Python binding calls it holding the GIL; the core
+ *     lets other threads run only while it waits (for the lock, the disk, a compaction),
+ *     through the hooks the binding installs (mmkv_set_wait_hooks, outside the cdef);
+ *   - never waits for the writer lock longer than one slice (about 10 ms): past it, the
+ *     call returns MMKV_EWAIT having done nothing, and the caller calls again (which lets
+ *     Python run signal handlers and check timeouts between slices);
  *   - memory passed in stays owned by the caller; nothing returned must be freed except the
  *     handle itself (mmkv_free).
  *
@@ -39,6 +44,8 @@
 #define MMKV_EFULL       -30013  /* the hash table reached its maximum capacity */
 #define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
 #define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */
+#define MMKV_EWAIT       -30016  /* the lock is taken: waited one slice, nothing done; call again */
+#define MMKV_EHARDLINKS  -30017  /* reserved: the file has several hard links */
 
 /* Open flags, as dbm's "r", "w", "c", "n"; OR in MMKV_OPEN_SHM for a shared-memory name. */
 #define MMKV_OPEN_READ    1
@@ -86,8 +93,9 @@ struct mmkv_check_report {
 int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_options *opt,
               mmkv_store **out);
 
-/* Flush and release the mappings and file; the handle memory stays valid until mmkv_free.
- * Closing twice returns 0.  MMKV_EBUSY if a thread of this process holds mmkv_lock on it. */
+/* Release the handle; the file is flushed and unmapped when the last handle of this process
+ * on it goes.  The handle memory stays valid until mmkv_free.  Closing twice returns 0.
+ * MMKV_EBUSY if the calling thread holds mmkv_lock taken through this handle. */
 int mmkv_close(mmkv_store *s);
 void mmkv_free(mmkv_store *s);
 
@@ -119,8 +127,12 @@ int mmkv_incr(mmkv_store *s, const char *key, size_t klen, int64_t delta, int64_
 int mmkv_cas(mmkv_store *s, const char *key, size_t klen, int expected_absent,
              const char *expected, size_t elen, int new_delete, const char *nval, size_t nlen);
 
-/* The store's writer lock, held across calls (Python's `with d.lock()`); recursive.  Must be
- * released by the thread that took it. */
+/* The store's writer lock, held across calls (Python's `with d.lock()`).  It belongs to the
+ * calling thread for the whole process: that thread's calls through any handle on the same
+ * file work inside it (recursion), other threads wait like other processes.  MMKV_EWAIT
+ * after one slice of waiting (call again).  A thread that ends holding it releases it (the
+ * next locker recovers it, as after a killed process).  mmkv_unlock must come from the
+ * same thread through the same handle; it works even after mmkv_close. */
 int mmkv_lock(mmkv_store *s);
 int mmkv_unlock(mmkv_store *s);
 
@@ -152,7 +164,8 @@ void mmkv_iter_end(mmkv_iter *it);
 
 /* Compaction: copy the live records into a new file beside the store, rename it over the
  * path, and retire the old file; other handles move to the new file on their next call.
- * Refused (MMKV_EBUSY) while this thread holds mmkv_lock. */
+ * Refused (MMKV_EBUSY) while the calling thread holds mmkv_lock; it cannot run while any
+ * other thread or process holds it (it takes the lock: MMKV_EWAIT meanwhile). */
 int mmkv_compact(mmkv_store *s);
 
 /* Structural check: walks the whole log and the table; writes a report (NUL-terminated,

@@ -23,8 +23,6 @@
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static mmkv_store *registry;
 
-static struct gen *open_gen_new(mmkv_store *s, int fd);
-static int open_map_all(struct gen *g, uint64_t size);
 
 static void open_registry_add(mmkv_store *s)
 {
@@ -118,10 +116,8 @@ static int open_read_header(int fd, struct fmt_header *h, uint64_t size)
 {
     if (size < FMT_ARENA_OFF + FMT_TABLE_SLOTS_OFF)
         return MMKV_ENOTSTORE;
-    ssize_t n = pread(fd, h, sizeof(*h), 0);
-    if (n != (ssize_t)sizeof(*h))
-        return n < 0 ? -errno : MMKV_ENOTSTORE;
-    return fmt_header_validate(h);
+    int rc = os_pread_all(fd, h, sizeof(*h), 0);
+    return rc < 0 ? rc : fmt_header_validate(h);
 }
 
 /* The mutable header words, checked once at open (readers check again on every use). */
@@ -186,20 +182,6 @@ static int open_attach_locks(mmkv_store *s, struct view *v, int alone, int power
     return 0;
 }
 
-static int open_map_all(struct gen *g, uint64_t size)
-{
-    struct mapping *m = store_new_mapping(g, size);
-    if (!m)
-        return -ENOMEM;
-    atomic_store(&g->map, m);
-    if (!g->readonly) {
-        g->lockpg = os_map(FMT_PAGE, g->fd, FMT_LOCK_OFF, 1);
-        if (!g->lockpg)
-            return -errno;
-    }
-    return 0;
-}
-
 static int open_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone,
                                 int power_loss)
 {
@@ -209,7 +191,7 @@ static int open_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int 
         return MMKV_EFAULT;
     }
     guard_arm(&env);
-    int rc = open_map_all(g, size);
+    int rc = map_gen_map(g, size);
     struct view v;
     if (rc == 0) {
         store_view(g, &v);
@@ -222,44 +204,6 @@ static int open_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int 
         rc = open_validate(s, &v);
     guard_disarm();
     return rc;
-}
-
-/* A gen for a file that compaction is about to fill: mapped, lock page mapped. */
-struct gen *store_gen_create(mmkv_store *s, int fd, uint64_t size)
-{
-    struct gen *g = open_gen_new(s, fd);
-    if (!g)
-        return NULL;
-    uint64_t st_size;
-    if (os_vt.fstat_size(fd, &st_size, &g->dev, &g->ino) < 0 || open_map_all(g, size) < 0) {
-        g->fd = -1;
-        store_gen_discard(g);
-        return NULL;
-    }
-    struct gen *cur = atomic_load(&s->gen);
-    memcpy(g->sipkey, cur->sipkey, 16);
-    g->max_klen = cur->max_klen;
-    g->max_vlen = cur->max_vlen;
-    return g;
-}
-
-static struct gen *open_gen_new(mmkv_store *s, int fd)
-{
-    struct gen *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    g->fd = fd;
-    g->readonly = s->readonly;
-    atomic_store(&g->refs, 1);
-    pthread_mutex_init(&g->map_mu, NULL);
-    return g;
-}
-
-void store_gen_discard(struct gen *g)
-{
-    atomic_store(&g->released, 1);
-    store_gen_release(g);
-    free(g);
 }
 
 /* Was the machine restarted while the file was open (dirty, another boot)?  Then the page
@@ -278,7 +222,7 @@ static int open_power_lost(const mmkv_store *s, const struct fmt_header *h)
 static int open_attach(mmkv_store *s, int fd, int flag, const struct mmkv_options *opt,
                         struct gen **out)
 {
-    struct gen *g = open_gen_new(s, fd);
+    struct gen *g = map_gen_new(fd, s->readonly, s->shm);
     if (!g) {
         os_vt.close(fd);
         return -ENOMEM;
@@ -361,16 +305,27 @@ static int open_resolve_path(const char *path, int shm, char *real, size_t cap)
 
 static void open_free_struct(mmkv_store *s)
 {
-    struct gen *g = s->gens;
-    while (g) {
-        struct gen *next = g->next;
-        if (!atomic_exchange(&g->released, 1))
-            store_gen_release(g);
-        free(g);
-        g = next;
-    }
+    pthread_mutex_destroy(&s->switch_mu);
     free(s->path);
     free(s);
+}
+
+/* The gen for the file fd names: the one another handle of this process has (fd is then
+ * closed), or a new one attached to the store (recovery, lock checks). */
+static int open_gen_for(mmkv_store *s, int fd, int flag, const struct mmkv_options *opt,
+                        struct gen **out)
+{
+    uint64_t size, dev, ino;
+    int rc = os_vt.fstat_size(fd, &size, &dev, &ino);
+    if (rc < 0) {
+        os_vt.close(fd);
+        return rc;
+    }
+    if (size > 0 && (*out = map_gen_find(dev, ino, s->readonly)) != NULL) {
+        os_vt.close(fd);
+        return 0;
+    }
+    return open_attach(s, fd, flag, opt, out);
 }
 
 int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_options *opt,
@@ -396,7 +351,6 @@ int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_optio
     s->readonly = flag == MMKV_OPEN_READ;
     s->durable = opt ? opt->durable : 0;
     s->auto_compact = opt ? !opt->no_auto_compact : 1;
-    s->pid = getpid();
     s->mode = mode;
     pthread_mutex_init(&s->switch_mu, NULL);
     if (flag == MMKV_OPEN_NEW) {
@@ -410,58 +364,47 @@ int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_optio
     }
     struct gen *g = NULL;
     if (rc >= 0)
-        rc = open_attach(s, fd, flag, opt, &g);
+        rc = open_gen_for(s, fd, flag, opt, &g);
     if (rc < 0) {
         open_free_struct(s);
         return rc;
     }
+    s->max_klen = g->max_klen;
+    s->max_vlen = g->max_vlen;
     store_gen_install(s, g);
     open_registry_add(s);
     *out = s;
     return 0;
 }
 
-/* The last handle anywhere (it can take the write lock on byte 0) marks the file clean,
- * after a sync: a clean file needs no recovery scan even after a reboot. */
-static void open_close_last(mmkv_store *s, struct gen *g)
+/* Wait for calls in progress on other threads (they may be waiting for the lock with the
+ * GIL released), sleeping rather than spinning. */
+static void open_wait_idle(mmkv_store *s)
 {
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        if (g->fd >= 0 && !atomic_load(&g->released) && os_ofd_lock(g->fd, F_WRLCK, 0, 0) == 0) {
-            struct view v;
-            store_view(g, &v);
-            struct fmt_header *h = view_hdr(&v);
-            /* data first, then the clean mark: a clean mark on disk before the data would let
-             * the next boot skip the scan over a log that lost its tail */
-            if (atomic_load(&h->state) == FMT_ACTIVE && (s->shm || os_vt.fdatasync(g->fd) == 0)) {
-                atomic_store(&h->synced_tail, atomic_load(&h->tail));
-                atomic_store(&h->dirty, 0);
-                if (!s->shm)
-                    os_vt.fdatasync(g->fd);
-            }
-        }
-    }
-    guard_disarm();
+    if (atomic_load(&s->inflight) == 0)
+        return;
+    wait_begin();
+    while (atomic_load(&s->inflight) > 0)
+        os_pause();
+    wait_end();
 }
 
 int mmkv_close(mmkv_store *s)
 {
     if (!s || atomic_load(&s->closed))
         return 0;
-    int mine = s->pid == getpid();
-    if (mine && atomic_load(&s->user_locks) > 0)
+    if (s->user_locks > 0 && s->lock_token == lock_token() && s->lock_gen &&
+        lock_held_by_me(s->lock_gen))
         return MMKV_EBUSY;
     if (atomic_exchange(&s->closed, 1))
         return 0;
-    while (atomic_load(&s->inflight) > 0)
-        sched_yield();
+    open_wait_idle(s);
     open_registry_remove(s);
-    if (mine && !s->readonly)
-        open_close_last(s, atomic_load(&s->gen));
-    for (struct gen *g = s->gens; g; g = g->next)
-        if (!atomic_exchange(&g->released, 1))
-            store_gen_release(g);
+    pthread_mutex_lock(&s->switch_mu);
+    struct gen *g = atomic_exchange(&s->gen, NULL);
+    pthread_mutex_unlock(&s->switch_mu);
+    if (g)
+        store_gen_unpin(g);   /* the last handle of the process on the file closes it */
     return 0;
 }
 
@@ -469,44 +412,25 @@ void mmkv_free(mmkv_store *s)
 {
     if (!s)
         return;
-    if (mmkv_close(s) == MMKV_EBUSY)
-        return;   /* the lock page must stay mapped while the mutex is held: leak instead */
-    open_free_struct(s);
-}
-
-
-/* Give the child its own open file description, with its own read OFD lock.  The one it
- * inherited is shared with the parent: a lock change on it (the last-closer test takes the
- * write lock) would act for both, and it would outlive the parent's close. */
-static void open_fork_reopen(struct gen *g)
-{
-    if (g->fd < 0 || atomic_load(&g->released))
-        return;
-    char proc[64];
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", g->fd);
-    int fd = os_vt.open(proc, g->readonly ? O_RDONLY : O_RDWR, 0);
-    if (fd < 0)
-        return;
-    if (os_ofd_lock(fd, F_RDLCK, 0, 1) == 0 && dup3(fd, g->fd, O_CLOEXEC) >= 0) {
-        os_vt.close(fd);
-        return;
+    if (mmkv_close(s) == MMKV_EBUSY) {
+        /* freed while its own thread holds lock() through it: release that first */
+        while (mmkv_unlock(s) == 0)
+            ;
+        mmkv_close(s);
     }
-    os_vt.close(fd);
+    open_free_struct(s);
 }
 
 void mmkv_after_fork_child(void)
 {
-    /* The child has its own thread ids: it owns no robust mutex of the parent.  Reset the
-     * recursion bookkeeping of every handle it inherited, and the process-local mutexes,
-     * which a parent thread may have held at the fork. */
+    /* The child has only the forking thread: no call is in progress on any handle, no
+     * thread of the child holds a process-local mutex or lock() through a handle. */
     pthread_mutex_init(&registry_mu, NULL);
     for (mmkv_store *s = registry; s; s = s->next_open) {
-        atomic_store(&s->user_locks, 0);
         pthread_mutex_init(&s->switch_mu, NULL);
-        for (struct gen *g = s->gens; g; g = g->next) {
-            pthread_mutex_init(&g->map_mu, NULL);
-            open_fork_reopen(g);
-        }
-        s->pid = getpid();
+        atomic_store(&s->inflight, 0);
+        s->user_locks = 0;
+        s->lock_gen = NULL;
     }
+    map_after_fork_child();
 }

@@ -13,18 +13,37 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+static int os_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return -1;
+    rl.rlim_cur = rl.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -1 : 0;
+}
 
 /* O_NONBLOCK: a FIFO or a device at the path must not block the open (fstat then refuses
  * anything but a regular file); it changes nothing for regular files. */
 static int os_open_impl(const char *path, int flags, unsigned mode)
 {
-    int fd;
-    do
+    int fd, raised = 0;
+    for (;;) {
         fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, (mode_t)mode);
-    while (fd < 0 && errno == EINTR);
+        if (fd >= 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        /* a process holding thousands of stores may pass the soft descriptor limit: lift it
+         * to the hard limit once, as a server would at start */
+        if (errno == EMFILE && !raised++ && os_raise_nofile() == 0)
+            continue;
+        break;
+    }
     return fd < 0 ? -errno : fd;
 }
 
@@ -52,15 +71,16 @@ static int os_fstat_impl(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino)
 static int os_fallocate_impl(int fd, uint64_t off, uint64_t len)
 {
     int rc;
+    wait_begin();
     do
         rc = fallocate(fd, 0, (off_t)off, (off_t)len);
     while (rc < 0 && errno == EINTR);
-    if (rc == 0)
-        return 0;
-    if (errno != EOPNOTSUPP)
-        return -errno;
-    rc = posix_fallocate(fd, (off_t)off, (off_t)len);
-    return -rc;
+    if (rc < 0 && errno == EOPNOTSUPP)
+        rc = -posix_fallocate(fd, (off_t)off, (off_t)len);
+    else if (rc < 0)
+        rc = -errno;
+    wait_end();
+    return rc;
 }
 
 static int os_ftruncate_impl(int fd, uint64_t len)
@@ -75,7 +95,10 @@ static _Atomic uint64_t os_sync_count;
 static int os_fdatasync_impl(int fd)
 {
     atomic_fetch_add(&os_sync_count, 1);
-    return fdatasync(fd) < 0 ? -errno : 0;
+    wait_begin();
+    int rc = fdatasync(fd) < 0 ? -errno : 0;
+    wait_end();
+    return rc;
 }
 
 uint64_t mmkv_debug_sync_count(void)
@@ -129,7 +152,9 @@ static int os_fsync_dir_impl(const char *path)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    wait_begin();
     int rc = fsync(fd) < 0 ? -errno : 0;
+    wait_end();
     close(fd);
     return rc == -EINVAL ? 0 : rc;
 }
@@ -189,9 +214,13 @@ int os_ofd_lock(int fd, int type, uint64_t start, int wait)
     fl.l_start = (off_t)start;
     fl.l_len = 1;
     int rc;
+    if (wait)
+        wait_begin();
     do
         rc = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
     while (rc < 0 && errno == EINTR);
+    if (wait)
+        wait_end();
     if (rc == 0)
         return 0;
     return (errno == EACCES || errno == EAGAIN) ? -EAGAIN : -errno;
@@ -292,4 +321,68 @@ int os_shm_path(const char *name, char *out, size_t cap)
     if ((size_t)snprintf(out, cap, "%s/%s", dir ? dir : "/dev/shm", name) >= cap)
         return MMKV_EINVAL;
     return 0;
+}
+
+/* Read exactly len bytes at off: 0, MMKV_ENOTSTORE when the file is shorter, or -errno. */
+int os_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+    ssize_t n;
+    do
+        n = pread(fd, buf, len, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : MMKV_ENOTSTORE;
+}
+
+/* A new open file description of the file behind fd (fork: the child's own OFD locks). */
+int os_reopen(int fd, int readonly)
+{
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    return os_vt.open(proc, readonly ? O_RDONLY : O_RDWR, 0);
+}
+
+/* Make descriptor number `target` refer to what fd refers to. */
+int os_replace_fd(int fd, int target)
+{
+    return dup3(fd, target, O_CLOEXEC) < 0 ? -errno : 0;
+}
+
+/* The robust mutex, waited for in slices: 0, ETIMEDOUT after the slice, or another error
+ * of pthread_mutex_clocklock (EOWNERDEAD, ENOTRECOVERABLE). */
+int os_mutex_wait(pthread_mutex_t *m, uint64_t slice_ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + slice_ns;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    int rc;
+    do
+        rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+    while (rc == EINTR);
+    return rc;
+}
+
+/* Sleep briefly (close waiting for calls in progress on other threads). */
+void os_pause(void)
+{
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+}
+
+/* The identity of the calling thread across PID namespaces: the inode of the PID namespace
+ * it lives in, and its thread id there. */
+void os_thread_identity(uint64_t *ns_ino, uint64_t *tid)
+{
+    static _Atomic uint64_t ns;
+    uint64_t v = atomic_load(&ns);
+    if (!v) {
+        struct stat st;
+        v = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 1;
+        atomic_store(&ns, v);
+    }
+    *ns_ino = v;
+    *tid = (uint64_t)gettid();
 }
