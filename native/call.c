@@ -23,9 +23,13 @@
  *
  * What happens when the file changes: the pin keeps the old mapping alive, so a call in
  * flight finishes on it; the next call finds RETIRED (or RETIRING and another inode at the
- * path) and moves.  Limitation: the guard is a process-wide SIGBUS handler; if a program
- * installs its own after mmkv (signal.signal(SIGBUS, ...)), writes and opens put mmkv's
- * back, but a read reaches a truncated file first only through the program's handler.
+ * path) and moves.
+ *
+ * Limitation: the guard is a process-wide SIGBUS handler.  If a program installs its own
+ * after mmkv (signal.signal(SIGBUS, ...)), the next open, iteration, lock(), stats(), sync(),
+ * compact() or durable write puts mmkv's back (one system call, which those afford); a
+ * plain read or write before that reaches a truncated file through the program's handler,
+ * and a handler that returns makes the access fault again for ever.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -203,6 +207,8 @@ static int64_t call_run(mmkv_store *s, store_op fn, void *ctx, int write)
     int64_t rc = call_enter(s, write);
     if (rc < 0)
         return rc;
+    if (write && s->durable)
+        guard_reassert();   /* a durable write's fdatasync dwarfs the system call */
     for (int tries = 0;; tries++) {
         struct gen *g = store_gen_pin(s);
         if (!g) {

@@ -57,6 +57,24 @@ int guard_install(void)
     return guard_rc;
 }
 
+/* Put the guard back in front if a handler installed after ours replaced it (a Python
+ * signal.signal(SIGBUS, ...) handler returns, and the access faults again for ever).  The
+ * replaced handler becomes the one we chain to.  One system call: writes, opens and
+ * iteration starts afford it, reads do not (see call.c for what that leaves). */
+void guard_reassert(void)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = guard_handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &old) < 0)
+        return;
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == guard_handler)
+        return;
+    guard_prev = old;
+}
+
 void guard_arm(sigjmp_buf *env)
 {
     guard_env = env;

@@ -48,10 +48,12 @@ int os_replace_fd(int fd, int target);
 int os_mutex_wait(pthread_mutex_t *m, uint64_t slice_ns);
 void os_pause(void);
 void os_thread_identity(uint64_t *ns_ino, uint64_t *tid);
+void os_after_fork_child(void);
 
 /* ---- guard.c: the SIGBUS guard around every access to the mapping ---- */
 
 int guard_install(void);
+void guard_reassert(void);         /* ours again if another handler replaced it */
 void guard_arm(sigjmp_buf *env);
 void guard_disarm(void);
 

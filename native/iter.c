@@ -143,6 +143,7 @@ int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc)
         return rc;
     }
     it->s = s;
+    guard_reassert();
     /* start on the file the path names now: a handle that has not moved since another
      * process compacted must move first, or it would iterate a retired file */
     for (int tries = 0;; tries++) {

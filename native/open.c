@@ -339,6 +339,8 @@ int mmkv_open(const char *path, int flag, unsigned mode, const struct mmkv_optio
     if (rc == 0)
         rc = guard_install();
     if (rc == 0)
+        guard_reassert();
+    if (rc == 0)
         rc = open_resolve_path(path, shm, real, sizeof(real));
     if (rc < 0)
         return rc;
@@ -433,4 +435,5 @@ void mmkv_after_fork_child(void)
         s->lock_gen = NULL;
     }
     map_after_fork_child();
+    os_after_fork_child();
 }

@@ -374,15 +374,26 @@ void os_pause(void)
 
 /* The identity of the calling thread across PID namespaces: the inode of the PID namespace
  * it lives in, and its thread id there. */
+static _Atomic uint64_t os_pidns;
+static __thread uint64_t os_tid;
+
 void os_thread_identity(uint64_t *ns_ino, uint64_t *tid)
 {
-    static _Atomic uint64_t ns;
-    uint64_t v = atomic_load(&ns);
+    uint64_t v = atomic_load(&os_pidns);
     if (!v) {
         struct stat st;
         v = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 1;
-        atomic_store(&ns, v);
+        atomic_store(&os_pidns, v);
     }
+    if (!os_tid)
+        os_tid = (uint64_t)gettid();
     *ns_ino = v;
-    *tid = (uint64_t)gettid();
+    *tid = os_tid;
+}
+
+/* In a fork child: the forking thread has a new tid (and may be in a new namespace). */
+void os_after_fork_child(void)
+{
+    os_tid = 0;
+    atomic_store(&os_pidns, 0);
 }

@@ -471,6 +471,7 @@ static int64_t op_lock(mmkv_store *s, struct view *v, void *arg)
 
 int mmkv_lock(mmkv_store *s)
 {
+    guard_reassert();
     return (int)call_write(s, op_lock, NULL);
 }
 
@@ -531,6 +532,7 @@ static int64_t op_sync(mmkv_store *s, struct view *v, void *arg)
 
 int mmkv_sync(mmkv_store *s)
 {
+    guard_reassert();
     return (int)call_read(s, op_sync, NULL);
 }
 
@@ -556,6 +558,7 @@ static int64_t op_stats(mmkv_store *s, struct view *v, void *arg)
 
 int mmkv_stats(mmkv_store *s, struct mmkv_stats *out)
 {
+    guard_reassert();
     return (int)call_read(s, op_stats, out);
 }
 
@@ -606,6 +609,7 @@ static int64_t op_compact(mmkv_store *s, struct view *v, void *arg)
 
 int mmkv_compact(mmkv_store *s)
 {
+    guard_reassert();
     return (int)call_write(s, op_compact, NULL);
 }
 
