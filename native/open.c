@@ -410,14 +410,25 @@ int mmkv_close(mmkv_store *s)
     return 0;
 }
 
+/* Freed while its own thread holds lock() through it: release that first (the lock()
+ * pin keeps the lock page mapped; the guard covers a file truncated underneath). */
+static void open_drop_user_locks(mmkv_store *s)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0) == 0) {
+        guard_arm(&env);
+        while (lock_user_drop(s) == 0)
+            ;
+    }
+    guard_disarm();
+}
+
 void mmkv_free(mmkv_store *s)
 {
     if (!s)
         return;
     if (mmkv_close(s) == MMKV_EBUSY) {
-        /* freed while its own thread holds lock() through it: release that first */
-        while (mmkv_unlock(s) == 0)
-            ;
+        open_drop_user_locks(s);
         mmkv_close(s);
     }
     open_free_struct(s);
