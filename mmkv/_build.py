@@ -15,30 +15,18 @@ NATIVE = os.path.join(ROOT, "native")
 SOURCES = ["format.c", "wait.c", "os.c", "guard.c", "map.c", "commit.c", "lock.c", "table.c",
            "recover.c", "compact.c", "open.c", "call.c", "store.c", "iter.c"]
 
-# The preamble is the only C that sees Python.h.  cffi would release the GIL around every
-# call; the core keeps it (a read is short and never blocks, and a released GIL costs a
-# switch interval to get back behind a busy thread) and releases it itself, only while it
-# waits, through the two hooks installed here when the module loads (native/wait.c).
-PREAMBLE = r"""
-#include "mmkv.h"
-#undef Py_BEGIN_ALLOW_THREADS
-#undef Py_END_ALLOW_THREADS
-#define Py_BEGIN_ALLOW_THREADS {
-#define Py_END_ALLOW_THREADS }
-void mmkv_set_wait_hooks(void *(*release)(void), void (*reacquire)(void *));
-static void *mmkv_py_release(void) { return (void *)PyEval_SaveThread(); }
-static void mmkv_py_reacquire(void *state) { PyEval_RestoreThread((PyThreadState *)state); }
-__attribute__((constructor)) static void mmkv_py_install_hooks(void)
-{
-    mmkv_set_wait_hooks(mmkv_py_release, mmkv_py_reacquire);
-}
-"""
-
 
 def _cdef():
     with open(os.path.join(NATIVE, "mmkv.h"), encoding="utf-8") as f:
         text = f.read()
     return text.split("/* cdef-begin */", 1)[1].split("/* cdef-end */", 1)[0]
+
+
+def _preamble():
+    """mmkv/_binding.c: the only C that sees Python.h (the GIL, the wait hooks, the hot
+    operations as plain CPython functions)."""
+    with open(os.path.join(HERE, "_binding.c"), encoding="utf-8") as f:
+        return f.read()
 
 
 def _flags():
@@ -50,10 +38,10 @@ def _flags():
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(_cdef())
+ffibuilder.cdef(_cdef() + "\nint mmkv_py_install(void);\n")
 ffibuilder.set_source(
     "mmkv._core",
-    PREAMBLE,
+    _preamble(),
     sources=[os.path.relpath(os.path.join(NATIVE, s), ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(NATIVE, ROOT)],
     extra_compile_args=_flags(),

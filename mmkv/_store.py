@@ -34,8 +34,17 @@ from collections.abc import ItemsView, MutableMapping, ValuesView
 from struct import unpack_from as _unpack_from
 from time import monotonic as _monotonic
 
+import sys as _sys
+
 from ._core import ffi, lib
 from ._errors import LockTimeout, exception_for
+
+if lib.mmkv_py_install() < 0:
+    raise ImportError("mmkv: cannot create mmkv._fast")
+_fast = _sys.modules["mmkv._fast"]
+# get, contains and set are plain CPython functions of the binding (mmkv/_binding.c): one
+# call each, the value copied straight into the bytes object returned
+_fget, _fcontains, _fput = _fast.get, _fast.contains, _fast.put
 
 _BUF_LEN = 64 * 1024
 _BATCH = 1024
@@ -105,10 +114,12 @@ class Store(MutableMapping):
     `len()` is O(1).  Open one with mmkv.open() or mmkv.open_shm().
     """
 
-    __slots__ = ("_h", "_path", "_flag", "_shm", "_lock_timeout", "_closed", "__weakref__")
+    __slots__ = ("_h", "_addr", "_path", "_flag", "_shm", "_lock_timeout", "_closed",
+                 "__weakref__")
 
     def __init__(self, handle, path, flag, shm=False, lock_timeout=None):
         self._h = ffi.gc(handle, lib.mmkv_free)
+        self._addr = int(ffi.cast("uintptr_t", handle))
         self._path = path
         self._flag = flag
         self._shm = shm
@@ -143,66 +154,22 @@ class Store(MutableMapping):
             rc = self._wait(fn, args)
         return rc
 
+    def _coerce(self, obj, what):
+        """The binding's fallback for a key or value that is not bytes, str, bytearray or
+        memoryview: the TypeError (or the bytes of a bytes-like subclass)."""
+        return _bytes(obj, what)
+
     # ---- reads ----
 
-    # __getitem__ and get repeat their first lines on purpose: a shared helper costs a call
-    # on the hottest path, and get() built on __getitem__ would raise KeyError per miss.
-    def __getitem__(self, key, _get=lib.mmkv_get, _unpack=ffi.unpack, _pop=_pool_pop,
-                    _push=_pool_push):
-        k = key if type(key) is bytes else _bytes(key)
-        try:
-            buf = _pop()
-        except IndexError:
-            buf = _new_buffer()
-        n = _get(self._h, k, len(k), buf, _BUF_LEN)
-        if 0 <= n <= _BUF_LEN:
-            value = _unpack(buf, n)
-            _push(buf)
-            return value
-        _push(buf)
-        if n > _BUF_LEN:
-            return self._get_large(k, n, key)
-        self._fail(n, key)
+    def __getitem__(self, key):
+        return _fget(self._addr, key, self)
 
-    def _get_large(self, k, n, key):
-        while True:
-            buf = ffi.new("char[]", n)
-            m = lib.mmkv_get(self._h, k, len(k), buf, n)
-            if 0 <= m <= n:
-                return ffi.unpack(buf, m)
-            if m < 0:
-                self._fail(m, key)
-            n = m
-
-    def get(self, key, default=None, _get=lib.mmkv_get, _unpack=ffi.unpack, _pop=_pool_pop,
-            _push=_pool_push):
+    def get(self, key, default=None):
         """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
-        k = key if type(key) is bytes else _bytes(key)
-        try:
-            buf = _pop()
-        except IndexError:
-            buf = _new_buffer()
-        n = _get(self._h, k, len(k), buf, _BUF_LEN)
-        if 0 <= n <= _BUF_LEN:
-            value = _unpack(buf, n)
-            _push(buf)
-            return value
-        _push(buf)
-        if n == lib.MMKV_ENOTFOUND:
-            return default
-        if n > _BUF_LEN:
-            try:
-                return self._get_large(k, n, key)
-            except KeyError:
-                return default
-        self._fail(n)
+        return _fget(self._addr, key, self, default)
 
     def __contains__(self, key):
-        k = _bytes(key)
-        rc = lib.mmkv_contains(self._h, k, len(k))
-        if rc < 0:
-            self._fail(rc)
-        return rc == 1
+        return _fcontains(self._addr, key, self)
 
     def __len__(self):
         n = lib.mmkv_count(self._h)
@@ -212,15 +179,17 @@ class Store(MutableMapping):
 
     # ---- writes ----
 
-    def __setitem__(self, key, value, _put=lib.mmkv_put):
-        k = key if type(key) is bytes else _bytes(key)
-        v = value if type(value) is bytes else _bytes(value, "value")
-        rc = _put(self._h, k, len(k), v, len(v))
+    def __setitem__(self, key, value):
+        rc = _fput(self._addr, key, value, self)
+        if rc is not None:
+            self._put_failed(rc, key, value)
+
+    def _put_failed(self, rc, key, value):
+        if rc == _EWAIT:
+            k, v = _bytes(key), _bytes(value, "value")
+            rc = self._wait(lib.mmkv_put, (k, len(k), v, len(v)))
         if rc < 0:
-            if rc == _EWAIT:
-                rc = self._wait(_put, (k, len(k), v, len(v)))
-            if rc < 0:
-                self._fail(rc)
+            self._fail(rc)
 
     def __delitem__(self, key):
         k = _bytes(key)

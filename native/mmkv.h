@@ -209,4 +209,13 @@ const char *mmkv_strerror(int rc);
 
 /* cdef-end */
 
+/* For bindings (not in the cffi cdef): mmkv_get, with the destination asked for once the
+ * value's length is known: alloc(ctx, vlen) returns where to copy it (NULL: -ENOMEM), and
+ * may be called again if the read retries (a table rebuild meanwhile); the last call's
+ * memory holds the value when the result (its length) is >= 0.  alloc runs inside the read
+ * frame with the caller's locks held: it must not call into the store. */
+typedef char *(*mmkv_alloc_fn)(void *ctx, size_t len);
+int64_t mmkv_get_alloc(mmkv_store *s, const char *key, size_t klen, mmkv_alloc_fn alloc,
+                       void *ctx);
+
 #endif

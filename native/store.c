@@ -30,6 +30,8 @@ struct kv_ctx {
     int64_t delta;               /* incr */
     int64_t *result;
     size_t *klen_out;
+    mmkv_alloc_fn alloc;         /* get: where the value goes, asked once its length is known */
+    void *alloc_ctx;
 };
 
 /* A key over the store's limit: MMKV_ECLOSED first if the handle is closed (a closed
@@ -61,6 +63,17 @@ static int64_t store_copy_value(const struct fmt_record *r, char *buf, size_t ca
     return r->vlen;
 }
 
+static int64_t store_copy_alloc(const struct fmt_record *r, mmkv_alloc_fn alloc, void *ctx)
+{
+    char *dest = alloc(ctx, r->vlen);
+    if (!dest)
+        return -ENOMEM;
+    memcpy(dest, (const char *)(r + 1) + r->klen, r->vlen);
+    if (fmt_record_crc(r) != r->crc)
+        return MMKV_ECORRUPT;
+    return r->vlen;
+}
+
 /* A lock-free read: probe the current table, copy, and retry if the table was rebuilt in
  * the meantime (the descriptor re-check is a seqlock over one atomic word). */
 static int64_t op_get(mmkv_store *s, struct view *v, void *arg)
@@ -80,6 +93,8 @@ static int64_t op_get(mmkv_store *s, struct view *v, void *arg)
             return rc;
         if (p.found == UINT64_MAX)
             rc = MMKV_ENOTFOUND;
+        else if (c->alloc)
+            rc = store_copy_alloc(p.rec, c->alloc, c->alloc_ctx);
         else if (c->buf)
             rc = store_copy_value(p.rec, c->buf, c->cap);
         else
@@ -98,6 +113,17 @@ int64_t mmkv_get(mmkv_store *s, const char *key, size_t klen, char *buf, size_t 
     if (store_check_key(s, klen) < 0)
         return store_refuse(s, MMKV_ENOTFOUND);
     struct kv_ctx c = {.key = key, .klen = klen, .buf = buf, .cap = cap};
+    return call_read(s, op_get, &c);
+}
+
+int64_t mmkv_get_alloc(mmkv_store *s, const char *key, size_t klen, mmkv_alloc_fn alloc,
+                       void *ctx)
+{
+    if (!s)
+        return MMKV_ECLOSED;
+    if (store_check_key(s, klen) < 0)
+        return store_refuse(s, MMKV_ENOTFOUND);
+    struct kv_ctx c = {.key = key, .klen = klen, .alloc = alloc, .alloc_ctx = ctx};
     return call_read(s, op_get, &c);
 }
 

@@ -1,0 +1,205 @@
+/* _binding.c - the cffi preamble of mmkv._core: the only C that includes Python.h.
+ *
+ * It does three things:
+ *   1. Keeps the GIL across every call.  cffi wraps each call in Py_BEGIN_ALLOW_THREADS /
+ *      Py_END_ALLOW_THREADS; those are redefined to nothing here, so a read never gives the
+ *      GIL away and never waits a switch interval behind a busy thread to get it back.
+ *   2. Installs the wait hooks of the core (native/wait.c) when the module loads: the core
+ *      releases the GIL itself, only around what may block (a contended lock, fdatasync,
+ *      growth, compaction).
+ *   3. Provides the hot operations (get, contains, set) as plain CPython functions in the
+ *      module `mmkv._fast` (mmkv_py_install): one vectorcall, no cffi argument conversion,
+ *      and the value copied straight into the bytes object returned, so no buffer exists
+ *      that a re-entrant call (a signal handler) could overwrite.
+ * Everything here uses the stable ABI of Python 3.10 (the module is abi3).  Errors other
+ * than a missing key go back to the Store's `_fail` (mmkv/_errors.py maps them), and keys
+ * or values of a wrong type to its `_coerce`, so messages live in one place.
+ */
+#include "mmkv.h"
+
+#include <errno.h>
+
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS {
+#define Py_END_ALLOW_THREADS }
+
+/* Part of the stable ABI since 3.10, hidden by cffi's unversioned Py_LIMITED_API. */
+#ifndef METH_FASTCALL
+#define METH_FASTCALL 0x0080
+#endif
+
+void mmkv_set_wait_hooks(void *(*release)(void), void (*reacquire)(void *));
+int mmkv_py_install(void);
+
+static void *mmkv_py_release(void)
+{
+    return (void *)PyEval_SaveThread();
+}
+
+static void mmkv_py_reacquire(void *state)
+{
+    PyEval_RestoreThread((PyThreadState *)state);
+}
+
+__attribute__((constructor)) static void mmkv_py_install_hooks(void)
+{
+    mmkv_set_wait_hooks(mmkv_py_release, mmkv_py_reacquire);
+}
+
+/* Bytes of a key or value: bytes as they are, str as UTF-8, bytearray and memoryview
+ * copied; anything else goes to store._coerce(obj, what), which raises the TypeError.
+ * *owned is a new reference to release, or NULL. */
+static int mmkv_py_bytes(PyObject *store, PyObject *obj, const char *what, PyObject **owned,
+                         char **p, Py_ssize_t *n)
+{
+    *owned = NULL;
+    if (!PyBytes_Check(obj)) {
+        if (PyUnicode_Check(obj))
+            obj = PyUnicode_AsUTF8String(obj);
+        else if (PyByteArray_Check(obj) || PyObject_TypeCheck(obj, &PyMemoryView_Type))
+            obj = PyBytes_FromObject(obj);
+        else
+            obj = PyObject_CallMethod(store, "_coerce", "Os", obj, what);
+        if (!obj)
+            return -1;
+        *owned = obj;
+    }
+    return PyBytes_AsStringAndSize(obj, p, n);
+}
+
+static PyObject *mmkv_py_fail(PyObject *store, int64_t rc)
+{
+    PyObject *r = PyObject_CallMethod(store, "_fail", "L", (long long)rc);
+    if (r) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_SystemError, "mmkv: _fail returned");
+    }
+    return NULL;
+}
+
+struct mmkv_py_value {
+    PyObject *obj;
+};
+
+static char *mmkv_py_alloc(void *ctx, size_t len)
+{
+    struct mmkv_py_value *v = ctx;
+    Py_XDECREF(v->obj);
+    v->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    return v->obj ? PyBytes_AsString(v->obj) : NULL;
+}
+
+static int mmkv_py_args(Py_ssize_t nargs, Py_ssize_t want, const char *name)
+{
+    if (nargs == want)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s takes %d arguments", name, (int)want);
+    return -1;
+}
+
+/* get(addr, key, store, default): the value, or default if absent (KeyError when default is
+ * the store's missing marker, passed as NULL... i.e. when called with 3 arguments). */
+static PyObject *mmkv_py_get(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 3 && mmkv_py_args(nargs, 4, "get") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    PyObject *owned;
+    char *k;
+    Py_ssize_t kn;
+    if (!s || mmkv_py_bytes(args[2], args[1], "key", &owned, &k, &kn) < 0)
+        return NULL;
+    struct mmkv_py_value v = {NULL};
+    int64_t n = mmkv_get_alloc(s, k, (size_t)kn, mmkv_py_alloc, &v);
+    Py_XDECREF(owned);
+    if (n >= 0) {
+        if (v.obj)
+            return v.obj;
+        return PyErr_NoMemory();
+    }
+    Py_XDECREF(v.obj);
+    if (n == MMKV_ENOTFOUND) {
+        if (nargs == 4) {
+            Py_INCREF(args[3]);
+            return args[3];
+        }
+        PyErr_SetObject(PyExc_KeyError, args[1]);
+        return NULL;
+    }
+    if (n == -ENOMEM && PyErr_Occurred())
+        return NULL;
+    return mmkv_py_fail(args[2], n);
+}
+
+/* contains(addr, key, store) -> bool */
+static PyObject *mmkv_py_contains(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (mmkv_py_args(nargs, 3, "contains") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    PyObject *owned;
+    char *k;
+    Py_ssize_t kn;
+    if (!s || mmkv_py_bytes(args[2], args[1], "key", &owned, &k, &kn) < 0)
+        return NULL;
+    int rc = mmkv_contains(s, k, (size_t)kn);
+    Py_XDECREF(owned);
+    if (rc < 0)
+        return mmkv_py_fail(args[2], rc);
+    return PyBool_FromLong(rc);
+}
+
+/* put(addr, key, value, store) -> None, or the core's error code (the caller waits for the
+ * lock on MMKV_EWAIT and raises the others). */
+static PyObject *mmkv_py_put(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (mmkv_py_args(nargs, 4, "put") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    PyObject *kowned, *vowned;
+    char *k, *v;
+    Py_ssize_t kn, vn;
+    if (!s || mmkv_py_bytes(args[3], args[1], "key", &kowned, &k, &kn) < 0)
+        return NULL;
+    if (mmkv_py_bytes(args[3], args[2], "value", &vowned, &v, &vn) < 0) {
+        Py_XDECREF(kowned);
+        return NULL;
+    }
+    int rc = mmkv_put(s, k, (size_t)kn, v, (size_t)vn);
+    Py_XDECREF(kowned);
+    Py_XDECREF(vowned);
+    if (rc == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(rc);
+}
+
+static PyMethodDef mmkv_py_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))mmkv_py_get, METH_FASTCALL,
+     "get(addr, key, store[, default])"},
+    {"contains", (PyCFunction)(void (*)(void))mmkv_py_contains, METH_FASTCALL,
+     "contains(addr, key, store)"},
+    {"put", (PyCFunction)(void (*)(void))mmkv_py_put, METH_FASTCALL,
+     "put(addr, key, value, store)"},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Create the module mmkv._fast (in sys.modules) holding the functions above.  0 or -1. */
+int mmkv_py_install(void)
+{
+    PyObject *m = PyImport_AddModule("mmkv._fast");   /* borrowed */
+    if (!m)
+        return -1;
+    for (PyMethodDef *d = mmkv_py_methods; d->ml_name; d++) {
+        PyObject *f = PyCFunction_NewEx(d, NULL, NULL);
+        if (!f || PyObject_SetAttrString(m, d->ml_name, f) < 0) {
+            Py_XDECREF(f);
+            return -1;
+        }
+        Py_DECREF(f);
+    }
+    return 0;
+}
