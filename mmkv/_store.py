@@ -115,7 +115,7 @@ class Store(MutableMapping):
     """
 
     __slots__ = ("_h", "_addr", "_path", "_flag", "_shm", "_lock_timeout", "_closed",
-                 "__weakref__")
+                 "_batches", "__weakref__")
 
     def __init__(self, handle, path, flag, shm=False, lock_timeout=None):
         self._h = ffi.gc(handle, lib.mmkv_free)
@@ -125,6 +125,7 @@ class Store(MutableMapping):
         self._shm = shm
         self._lock_timeout = _timeout(lock_timeout, "lock_timeout")
         self._closed = False
+        self._batches = {}            # id -> list: iteration batches being yielded
 
     def _fail(self, rc, key=_MISSING):
         if rc == lib.MMKV_ENOTFOUND and key is not _MISSING:
@@ -304,7 +305,7 @@ class Store(MutableMapping):
             pairs = iter(parts)
             entries = list(zip(pairs, pairs))
         else:
-            entries = parts
+            entries = list(parts)
         return entries, rc == 1, cur[0]
 
     def __iter__(self):
@@ -331,11 +332,18 @@ class Store(MutableMapping):
         skip = None
         while True:
             entries, done, current = self._scan(it, desc, pos, 0, state, with_values)
-            for entry in entries:
+            if entries:
+                if skip is not None:
+                    entries = [e for e in entries if (e[0] if with_values else e) not in skip]
+                # close() empties the batches in flight, so nothing more of this one is
+                # yielded after it; the check below then raises
+                self._batches[id(entries)] = entries
+                try:
+                    yield from entries
+                finally:
+                    self._batches.pop(id(entries), None)
                 if self._closed:
-                    self._fail(_ECLOSED)   # the rest of a batch is not yielded after close()
-                if skip is None or (entry[0] if with_values else entry) not in skip:
-                    yield entry
+                    self._fail(_ECLOSED)
             if done:
                 return
             if current != desc:
@@ -469,6 +477,8 @@ class Store(MutableMapping):
         if rc < 0:
             self._fail(rc)
         self._closed = True
+        for batch in list(self._batches.values()):
+            batch.clear()
 
     def __enter__(self):
         return self
@@ -491,9 +501,17 @@ class _Lock:
 
     def __enter__(self):
         store = self._store
-        rc = lib.mmkv_lock(store._h)
-        if rc == _EWAIT:
-            rc = store._wait(lib.mmkv_lock, (), self._timeout)
+        h = store._h
+        before = lib.mmkv_lock_depth(h)
+        try:
+            rc = lib.mmkv_lock(h)
+            if rc == _EWAIT:
+                rc = store._wait(lib.mmkv_lock, (), self._timeout)
+        except BaseException:
+            # a signal handler raised just after the lock was taken: do not keep it
+            if lib.mmkv_lock_depth(h) > before:
+                lib.mmkv_unlock(h)
+            raise
         if rc < 0:
             store._fail(rc)
         return store

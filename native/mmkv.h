@@ -135,6 +135,8 @@ int mmkv_cas(mmkv_store *s, const char *key, size_t klen, int expected_absent,
  * same thread through the same handle; it works even after mmkv_close. */
 int mmkv_lock(mmkv_store *s);
 int mmkv_unlock(mmkv_store *s);
+/* How many mmkv_lock levels the calling thread holds through this handle (0 if none). */
+int mmkv_lock_depth(mmkv_store *s);
 
 /* Make every write so far, by any handle, durable (a no-op for shared memory). */
 int mmkv_sync(mmkv_store *s);

@@ -501,6 +501,13 @@ int mmkv_lock(mmkv_store *s)
     return (int)call_write(s, op_lock, NULL);
 }
 
+int mmkv_lock_depth(mmkv_store *s)
+{
+    if (!s || !s->lock_gen || s->lock_token != lock_token() || !lock_held_by_me(s->lock_gen))
+        return 0;
+    return s->user_locks;
+}
+
 static int64_t op_unlock(mmkv_store *s, struct view *v, void *arg)
 {
     (void)v;
