@@ -63,6 +63,9 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     (default 64 MiB), durable (every write is on stable storage when it returns),
     auto_compact (default True: compact when garbage passes half the file and 4 MiB).
     """
+    if isinstance(path, str) and path.startswith(("redis://", "rediss://", "redis+cluster://")):
+        from ._redis import open_url          # mmkv[redis]: Redis or Redis Cluster
+        return open_url(path, flag, mode, **options)
     code = _flag(flag)
     mode = _mode(mode)
     fspath = os.fspath(path)
