@@ -120,7 +120,7 @@ class RedisStore(MutableMapping):
             if u.cluster:
                 _slot_tags()
                 return redis.RedisCluster(host=u.host, port=u.port, **common)
-            return redis.Redis(host=u.host, port=u.port, db=u.db, retry_on_timeout=False,
+            return redis.Redis(host=u.host, port=u.port, db=u.db,
                                **common)
 
     # ---- plumbing ----
@@ -215,7 +215,7 @@ class RedisStore(MutableMapping):
                  if nodes and nodes[0].name == node.name]
         keys = [self._base + b"n:{" + _TAGS[s] + b"}" for s in slots]
         conn = client.get_redis_connection(node)
-        return int(conn.eval(lua.COUNT_SUM, len(keys), *keys)) if keys else 0
+        return int(conn.eval(lua.COUNT_SUM, 0, *keys)) if keys else 0
 
     def get_many(self, keys, default=None):
         """The values of keys, in order (default for each one absent).  One server: one
