@@ -1,23 +1,39 @@
 """The Lua scripts that make each read-modify-write one atomic step on the Redis server.
 
 Every writing script takes KEYS[1] = the change stream, KEYS[2] = the key counter, then the
-data keys; ARGV[1] = the stream's approximate length bound.  On a cluster the stream and
+data keys; ARGV[1] = the stream's length bound (watch_backlog).  On a cluster the stream and
 the counter are those of the data key's slot (named with a hash tag of that slot), so each
 script touches one slot, as Redis Cluster requires.  A change and its stream entry are
 written by the same script: a watcher never sees one without the other.  Stream entries:
 k = the data key (namespace prefix included), v = the new value, absent for a delete.
 """
 
+# The stream is trimmed by XDEL of its oldest entries, not by XADD's MAXLEN, whose trim
+# leaves no trace: XDEL moves the stream's max-deleted-entry-id, by which a watcher that
+# fell behind the trim knows it (mmkv/_redis_watch.py).
 _HELPERS = """
+local function log(k, v)
+  if v then
+    redis.call('XADD', KEYS[1], '*', 'k', k, 'v', v)
+  else
+    redis.call('XADD', KEYS[1], '*', 'k', k)
+  end
+  local over = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+  if over > 0 then
+    for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)) do
+      redis.call('XDEL', KEYS[1], e[1])
+    end
+  end
+end
 local function put(k, v)
   if redis.call('EXISTS', k) == 0 then redis.call('INCR', KEYS[2]) end
   redis.call('SET', k, v)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', k, 'v', v)
+  log(k, v)
 end
 local function del(k)
   if redis.call('DEL', k) == 0 then return false end
   redis.call('DECR', KEYS[2])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', k)
+  log(k, false)
   return true
 end
 """
@@ -52,7 +68,7 @@ if not ok then
 end
 if existed == 0 then redis.call('INCR', KEYS[2]) end
 local v = redis.call('GET', KEYS[3])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', KEYS[3], 'v', v)
+log(KEYS[3], v)
 return v
 """
 

@@ -10,7 +10,7 @@ polling), in slices shorter than the socket timeout.
 
 A cluster: one stream per slot (a script touches one slot).  Order: commit order within a
 slot; across slots, the order in which the watcher learns of them, seqs being the
-primaries' clocks (not a total order).  After each write the writer publishes the slot's
+primaries' clocks (not a total order; d.seq waits for them to pass a millisecond).  After each write the writer publishes the slot's
 tag on mmkv:NS:changes; the watcher subscribes, and at start reads every slot stream that
 exists.  A writer killed between its script and its notice leaves that change in its
 stream, unseen by a running watcher until the next change in the same slot.
@@ -25,17 +25,25 @@ _BATCH = 1000
 
 
 def current_seq(store):
-    """One server: the seq of the last change (0 if none).  A cluster: the primaries'
-    latest clock as a seq, less one (any change made after has a greater seq)."""
+    """One server: the seq of the last change (0 if none).  A cluster: the primaries' clock
+    as a seq, MS << 20 | 0xFFFFF, returned once every primary's clock has passed MS, so a
+    change committed before the call has a seq <= it and one committed after, a greater."""
     client = store._live()
     if not store._u.cluster:
         with remote(store.url, False):
             last = client.xrevrange(store._base + b"log", count=1)
         return seq_of(last[0][0]) if last else 0
+    primaries = store._primaries()
+    ms = max(_clock_ms(store, primaries))
+    while min(_clock_ms(store, primaries)) <= ms:
+        time.sleep(0.0005)
+    return ms << 20 | 0xFFFFF
+
+
+def _clock_ms(store, primaries):
     with remote(store.url, False):
-        clocks = [c.time() for c in store._primaries()]
-    ms = max(sec * 1000 + usec // 1000 for sec, usec in clocks)
-    return (ms << 20) - 1
+        clocks = [c.time() for c in primaries]
+    return [sec * 1000 + usec // 1000 for sec, usec in clocks]
 
 
 def _read(store, stream, cursor):
