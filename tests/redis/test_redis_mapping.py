@@ -242,3 +242,23 @@ def test_keys_spread_over_cluster_slots(redis_cluster):
             per_node.append(sum(1 for _ in client.scan_iter(match=b"mmkv:spread:k:*")))
             client.close()
         assert sum(per_node) == 300 and all(n > 0 for n in per_node)
+
+
+def test_large_value_and_long_key_work(any_backend):
+    """API.md: "keys of at least 511 bytes and values of at least 16 MiB work with default
+    options"."""
+    d = any_backend.open()
+    key, value = b"k" * 511, bytes(range(256)) * (16 * 4096)
+    d[key] = value
+    assert d[key] == value and len(d) == 1
+
+
+def test_redis_stat_reports_count_and_memory(redis_server):
+    """Issue 14: "mmkv stat on a URL reports what Redis knows (keys in the namespace,
+    memory if the server reports it)"."""
+    from mmkv._redis import redis_stat
+    url = redis_server.url("stat")
+    with mmkv.open(url, "n") as d:
+        d.update({b"a": b"1", b"b": b"2"})
+    st = redis_stat(url)
+    assert st["count"] == 2 and st["file_size"] > 0 and st["namespace"] == "stat"

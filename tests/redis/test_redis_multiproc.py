@@ -129,3 +129,34 @@ def test_lock_recursive_in_thread_released_on_close(backend):
     a.close()
     with b.lock(timeout=2):
         assert b[b"k"] == b"1"
+
+
+def test_lock_thread_ends_holding_lease_released(backend):
+    """API.md: "A thread that ends while holding the lock releases it"."""
+    import threading
+    d = backend.open()
+    t = threading.Thread(target=lambda: d.lock(timeout=1).__enter__())
+    t.start()
+    t.join(10)
+    with d.lock(timeout=10):
+        d[b"after"] = b"1"
+
+
+def test_lock_other_thread_waits(backend):
+    """API.md: "other threads and processes that write wait" (for lock(), on Redis)."""
+    import threading
+    d = backend.open()
+    got = []
+    with d.lock(timeout=1):
+        t = threading.Thread(target=lambda: got.append(_try_lock(d, 0.3)))
+        t.start()
+        t.join(10)
+    assert got == ["timeout"]
+
+
+def _try_lock(d, timeout):
+    try:
+        with d.lock(timeout=timeout):
+            return "held"
+    except mmkv.LockTimeout:
+        return "timeout"
