@@ -34,7 +34,8 @@ def translate(exc, url, write):
     write says whether the operation could have changed the store."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, rx.ResponseError) and NOT_INTEGER in text:
-        return ValueError(f"value is not a decimal integer in range: {text.split(NOT_INTEGER)[-1].strip(': ')}")
+        detail = text.split(NOT_INTEGER)[-1].strip(": ")
+        return ValueError(f"value is not a decimal integer in range: {detail}")
     if isinstance(exc, rx.AuthenticationError):
         return error(errno.EACCES, f"Redis refused the credentials: {text}", url)
     if isinstance(exc, _LOST) or isinstance(exc, OSError):

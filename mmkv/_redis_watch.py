@@ -10,10 +10,11 @@ polling), in slices shorter than the socket timeout.
 
 A cluster: one stream per slot (a script touches one slot).  Order: commit order within a
 slot; across slots, the order in which the watcher learns of them, seqs being the
-primaries' clocks (not a total order; d.seq waits for them to pass a millisecond).  After each write the writer publishes the slot's
-tag on mmkv:NS:changes; the watcher subscribes, and at start reads every slot stream that
-exists.  A writer killed between its script and its notice leaves that change in its
-stream, unseen by a running watcher until the next change in the same slot.
+primaries' clocks (not a total order; d.seq waits for them to pass a millisecond).  After
+each write the writer publishes the slot's tag on mmkv:NS:changes; the watcher subscribes,
+and at start reads every slot stream that exists.  A writer killed between its script and
+its notice leaves that change in its stream, unseen by a running watcher until the next
+change in the same slot.
 """
 import time
 

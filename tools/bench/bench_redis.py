@@ -86,7 +86,8 @@ def main():
         finally:
             server.stop()
             cluster.stop()
-    print(f"# {n} keys, median of {reps}, microseconds per operation (Python {sys.version.split()[0]})")
+    python = sys.version.split()[0]
+    print(f"# {n} keys, median of {reps}, microseconds per operation (Python {python})")
     print("| op | local | redis | cluster | redis / local | cluster / local |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for op in results["redis"]:
