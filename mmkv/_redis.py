@@ -161,7 +161,7 @@ class RedisStore(MutableMapping):
         tag = stream[stream.rindex(b"{") + 1:-1]
         try:
             self._client.publish(self._base + b"changes", tag)
-        except redis.RedisError:
+        except (redis.RedisError, redis.exceptions.RedisClusterException):
             pass
 
     def _enc(self, value):

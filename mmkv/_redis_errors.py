@@ -20,7 +20,7 @@ from ._errors import OutcomeUnknown, error
 
 NOT_INTEGER = "mmkv-not-an-integer"
 _LOST = (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.MasterDownError,
-         rx.BusyLoadingError, rx.TryAgainError, rx.SlotNotCoveredError)
+         rx.BusyLoadingError, rx.TryAgainError, rx.RedisClusterException)
 
 
 def _never_sent(exc):
@@ -54,7 +54,7 @@ def remote(url, write):
     """Run the body, turning any redis-py exception into its mmkv exception."""
     try:
         yield
-    except rx.RedisError as exc:
+    except (rx.RedisError, rx.RedisClusterException) as exc:   # the latter is no RedisError
         raise translate(exc, url, write) from exc
     except OSError as exc:
         if isinstance(exc, error):

@@ -61,3 +61,10 @@ def test_open_unreachable_server_raises_error_naming_url():
         mmkv.open(url)
     assert url in str(info.value)
     assert not isinstance(info.value, mmkv.OutcomeUnknown)
+
+
+def test_open_unreachable_cluster_raises_error_naming_url():
+    url = "redis+cluster://127.0.0.1:1?namespace=x&connect_timeout=1"
+    with pytest.raises(mmkv.error) as info:
+        mmkv.open(url)
+    assert url in str(info.value)
