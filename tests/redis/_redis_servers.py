@@ -124,6 +124,13 @@ class Cluster:
         self.cluster = True
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()                 # no node outlives a failed start
+            raise
+
+    def _start(self):
         for node in self.nodes:
             node.start()
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
