@@ -49,6 +49,9 @@ from ._store import Store  # noqa: E402
 
 __all__ = ["open", "open_shm", "unlink_shm", "Store", "error", "CorruptError", "NotFoundError",
            "LockTimeout", "WatchLagged"]
+from ._errors import OutcomeUnknown  # noqa: E402  (remote stores: a write whose reply was lost)
+
+__all__ += ["OutcomeUnknown"]
 __version__ = "0.1.0"
 
 _os.register_at_fork(after_in_child=_lib.mmkv_after_fork_child)

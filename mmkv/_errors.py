@@ -71,3 +71,10 @@ def exception_for(rc, path=None):
     if -4096 < rc < 0:
         return error(-rc, os.strerror(-rc), path)
     return error(_errno.EIO, strerror(rc), path)
+
+
+# ---- remote stores (mmkv/_redis.py); raised only by the Redis backend ----
+
+class OutcomeUnknown(error):
+    """A write was sent to a remote store but its reply was lost (the server went away or
+    the socket timed out): it may or may not have been applied.  Read the key to find out."""

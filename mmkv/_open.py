@@ -67,6 +67,9 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     lock_timeout (seconds, default None: wait; how long each write waits for the lock
     before mmkv.LockTimeout, unapplied).
     """
+    if isinstance(path, str) and path.startswith(("redis://", "rediss://", "redis+cluster://")):
+        from ._redis import open_url          # mmkv[redis]: Redis or Redis Cluster
+        return open_url(path, flag, mode, **options)
     code = _flag(flag)
     mode = _mode(mode)
     fspath = os.fspath(path)

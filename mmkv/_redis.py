@@ -1,0 +1,476 @@
+"""RedisStore: the Store surface over one Redis server or a Redis Cluster, through redis-py.
+
+Layout under namespace NS (every name begins "mmkv:NS:"):
+    mmkv:NS:k:<key>           one plain string per key, spread over the cluster's slots
+    mmkv:NS:log / :n          the change stream and the key counter (one server)
+    mmkv:NS:log:{T} / :n:{T}  the same per cluster slot, T a hash tag of that slot
+    {mmkv:NS:lock}, ...:fence  the lease and its fencing counter (mmkv/_redis_lease.py)
+Each write is one Lua script (mmkv/_redis_scripts.py) touching one slot: the key, its
+slot's stream and counter.  Retries are off, so a write is sent once: it is applied, or
+its error says it was not, or (reply lost) mmkv.OutcomeUnknown says nobody knows.
+
+Iteration
+---------
+SCAN on every primary with MATCH on the namespace prefix.  SCAN returns every key present
+for the whole scan at least once, possibly more; a set of the keys yielded removes the
+repeats, so a key present throughout is yielded exactly once, and every key yielded was
+present when SCAN saw it.  The set costs memory in proportion to the keys yielded.  SCAN
+walks the whole database, other namespaces included.  A slot moving during the scan (a
+resharding) is not covered by the guarantee.
+"""
+import importlib
+import threading
+import types
+from collections.abc import ItemsView, MutableMapping, ValuesView
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.crc import key_slot
+    from redis.retry import Retry
+except ImportError as exc:                      # pragma: no cover - depends on the install
+    raise ImportError("Redis URLs need the redis extra: pip install 'mmkv[redis]'") from exc
+
+from . import _redis_scripts as lua
+from ._errors import error
+from ._redis_errors import remote
+from ._redis_url import parse
+from ._store import _bytes
+
+_MISSING = object()
+_SCAN_BATCH = 1000
+_TAGS = []            # slot -> a short hash tag mapping to it, built on first cluster use
+_TAGS_LOCK = threading.Lock()
+
+
+def _slot_tags():
+    with _TAGS_LOCK:
+        if not _TAGS:
+            table = {}
+            i = 0
+            while len(table) < 16384:
+                table.setdefault(key_slot(b"%d" % i), b"%d" % i)
+                i += 1
+            _TAGS.extend(table[s] for s in range(16384))
+    return _TAGS
+
+
+def seq_of(entry_id):
+    """The integer seq of a stream entry id b"MS-N": MS << 20 | N (ordered as the ids)."""
+    ms, _, n = entry_id.partition(b"-")
+    return int(ms) << 20 | int(n)
+
+
+def id_of(seq):
+    return b"%d-%d" % (seq >> 20, seq & 0xFFFFF)
+
+
+class _Items(ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._iterate(True)
+
+
+class _Values(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        for _, value in self._mapping._iterate(True):
+            yield value
+
+
+class RedisStore(MutableMapping):
+    """A mapping of bytes to bytes kept by a Redis server or Redis Cluster, under a namespace.
+
+    The same surface as mmkv.Store; what differs is in the README ("Beyond one machine"):
+    durability is the server's, lock() is a lease, errors name the URL.  len() reads a
+    counter that the write scripts keep: O(1) on one server, O(slots) on a cluster (one
+    script per primary sums its slots' counters).  Open one with mmkv.open("redis://...").
+    """
+
+    def __init__(self, url, flag="c", codec=None, **options):
+        if flag not in ("r", "w", "c", "n"):
+            raise ValueError(f"flag must be one of 'r', 'w', 'c', 'n', not {flag!r}")
+        if codec is not None and not (hasattr(codec, "dumps") and hasattr(codec, "loads")):
+            raise TypeError("codec must have dumps() and loads()")
+        self._raw_url, self._flag, self._codec, self._options = url, flag, codec, options
+        self._u = u = parse(url, **options)
+        self.url = u.url
+        ns = u.namespace.encode()
+        self._kp = b"mmkv:" + ns + b":k:"
+        self._base = b"mmkv:" + ns + b":"
+        self._closed = False
+        self._client = self._connect()
+        self._scripts = {name: self._client.register_script(getattr(lua, name))
+                         for name in ("PUT", "DELETE", "POP", "SETDEFAULT", "INCR", "CAS",
+                                      "SET_MANY", "DELETE_MANY", "WATCH_READ", "COUNT_SUM",
+                                      "LEASE_ACQUIRE", "LEASE_RENEW", "LEASE_RELEASE")}
+        with remote(self.url, False):
+            self._client.ping()
+        if flag == "n":
+            self.clear()
+
+    def _connect(self):
+        u = self._u
+        common = dict(username=u.username, password=u.password, socket_timeout=u.socket_timeout,
+                      socket_connect_timeout=u.connect_timeout, retry=Retry(NoBackoff(), 0),
+                      ssl=u.tls)
+        with remote(self.url, False):
+            if u.cluster:
+                _slot_tags()
+                return redis.RedisCluster(host=u.host, port=u.port, **common)
+            return redis.Redis(host=u.host, port=u.port, db=u.db,
+                               **common)
+
+    # ---- plumbing ----
+
+    def _live(self):
+        if self._closed:
+            raise error(9, "operation on a closed mmkv store", self.url)
+        return self._client
+
+    def _writable(self):
+        client = self._live()
+        if self._flag == "r":
+            raise error(9, "store opened read-only (flag 'r')", self.url)
+        return client
+
+    def _rkey(self, key):
+        return self._kp + (key if type(key) is bytes else _bytes(key))
+
+    def _meta(self, rkey):
+        """The stream and counter that the script changing rkey writes."""
+        if not self._u.cluster:
+            return [self._base + b"log", self._base + b"n"]
+        tag = _TAGS[key_slot(rkey)]
+        return [self._base + b"log:{" + tag + b"}", self._base + b"n:{" + tag + b"}"]
+
+    def _run(self, name, rkeys, args, write=True):
+        keys = self._meta(rkeys[0]) + list(rkeys)
+        client = self._writable() if write else self._live()
+        with remote(self.url, write):
+            result = self._scripts[name](keys, [self._u.watch_backlog, *args], client)
+        if write and self._u.cluster:
+            self._notify(keys[0])
+        return result
+
+    def _notify(self, stream):
+        """Cluster: tell watchers which slot's stream grew (mmkv/_redis_watch.py).  A lost
+        notice delays a watcher; it never loses the change, which is in the stream."""
+        tag = stream[stream.rindex(b"{") + 1:-1]
+        try:
+            self._client.publish(self._base + b"changes", tag)
+        except (redis.RedisError, redis.exceptions.RedisClusterException):
+            pass
+
+    def _enc(self, value):
+        if self._codec is not None:
+            value = self._codec.dumps(value)
+        return value if type(value) is bytes else _bytes(value, "value")
+
+    def _dec(self, data):
+        return data if self._codec is None else self._codec.loads(data)
+
+    def _primaries(self):
+        """A plain client per primary (one server: the client itself)."""
+        client = self._live()
+        if not self._u.cluster:
+            return [client]
+        with remote(self.url, False):
+            return [client.get_redis_connection(n) for n in client.get_primaries()]
+
+    # ---- reads ----
+
+    def __getitem__(self, key):
+        rkey = self._rkey(key)
+        with remote(self.url, False):
+            data = self._live().get(rkey)
+        if data is None:
+            raise KeyError(key)
+        return self._dec(data)
+
+    def get(self, key, default=None):
+        """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
+        rkey = self._rkey(key)
+        with remote(self.url, False):
+            data = self._live().get(rkey)
+        return default if data is None else self._dec(data)
+
+    def __contains__(self, key):
+        rkey = self._rkey(key)
+        with remote(self.url, False):
+            return bool(self._live().exists(rkey))
+
+    def __len__(self):
+        client = self._live()
+        with remote(self.url, False):
+            if not self._u.cluster:
+                return int(client.get(self._base + b"n") or 0)
+            return sum(self._count_on(node) for node in client.get_primaries())
+
+    def _count_on(self, node):
+        client = self._client
+        slots = [s for s, nodes in client.nodes_manager.slots_cache.items()
+                 if nodes and nodes[0].name == node.name]
+        keys = [self._base + b"n:{" + _TAGS[s] + b"}" for s in slots]
+        conn = client.get_redis_connection(node)
+        return int(conn.eval(lua.COUNT_SUM, 0, *keys)) if keys else 0
+
+    def get_many(self, keys, default=None):
+        """The values of keys, in order (default for each one absent).  One server: one
+        MGET, a consistent snapshot.  A cluster: one MGET per slot, not one snapshot."""
+        rkeys = [self._rkey(k) for k in keys]
+        if not rkeys:
+            self._live()
+            return []
+        client = self._live()
+        with remote(self.url, False):
+            if self._u.cluster:
+                values = client.mget_nonatomic(rkeys)
+            else:
+                values = client.mget(rkeys)
+        return [default if v is None else self._dec(v) for v in values]
+
+    # ---- writes ----
+
+    def __setitem__(self, key, value):
+        rkey = self._rkey(key)
+        self._run("PUT", [rkey], [self._enc(value)])
+
+    def __delitem__(self, key):
+        if not self._run("DELETE", [self._rkey(key)], []):
+            raise KeyError(key)
+
+    def pop(self, key, default=_MISSING):
+        """Remove key and return its value, atomically; default (or KeyError) if absent."""
+        got = self._run("POP", [self._rkey(key)], [])
+        if got is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return self._dec(got[0])
+
+    def popitem(self):
+        """Remove some (key, value) pair and return it, atomically; KeyError when empty."""
+        self._writable()
+        for key in self._iterate(False):
+            got = self._run("POP", [self._kp + key], [])
+            if got is not None:
+                return key, self._dec(got[0])
+        raise KeyError("popitem(): mmkv store is empty")
+
+    def setdefault(self, key, default=None):
+        """Return D[key], inserting default first if key is absent, atomically.  As for a
+        local store, default=None for an absent key is a TypeError, nothing inserted."""
+        rkey = self._rkey(key)
+        if default is None and self._codec is None:
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                raise TypeError("mmkv values must be bytes, bytearray, memoryview or str, "
+                                "not NoneType")
+            return value
+        got = self._run("SETDEFAULT", [rkey], [self._enc(default)])
+        return self._dec(got[0])
+
+    def set_many(self, items):
+        """Write every (key, value) of items (a mapping or pairs).  One server: one script,
+        all or nothing.  A cluster: one script per key (each atomic, the batch is not)."""
+        pairs = items.items() if hasattr(items, "items") else items
+        batch = [(self._rkey(k), self._enc(v)) for k, v in pairs]
+        self._writable()
+        if not batch:
+            return
+        if self._u.cluster:
+            for rkey, value in batch:
+                self._run("PUT", [rkey], [value])
+            return
+        self._run("SET_MANY", [k for k, _ in batch], [v for _, v in batch])
+
+    def update(self, other=(), /, **kwargs):
+        """As dict.update, in one set_many call."""
+        if hasattr(other, "keys") and not hasattr(other, "items"):
+            other = [(k, other[k]) for k in other.keys()]
+        self.set_many(list(other.items() if hasattr(other, "items") else other)
+                      + list(kwargs.items()))
+
+    def delete_many(self, keys):
+        """Delete keys; return how many were present.  Atomic on one server (one script);
+        on a cluster, one script per key."""
+        rkeys = [self._rkey(k) for k in keys]
+        self._writable()
+        if not rkeys:
+            return 0
+        if self._u.cluster:
+            return sum(self._run("DELETE", [k], []) for k in rkeys)
+        return int(self._run("DELETE_MANY", rkeys, []))
+
+    def clear(self):
+        """Remove every key of the namespace, in batches of deletes (not one atomic step)."""
+        self._writable()
+        batch = []
+        for key in self._iterate(False):
+            batch.append(key)
+            if len(batch) >= _SCAN_BATCH:
+                self.delete_many(batch)
+                batch = []
+        self.delete_many(batch)
+
+    # ---- iteration ----
+
+    def __iter__(self):
+        return self._iterate(False)
+
+    def _iterate(self, with_values):
+        seen = set()
+        for client in self._primaries():
+            cursor = 0
+            while True:
+                with remote(self.url, False):
+                    cursor, rkeys = client.scan(cursor, match=self._kp + b"*",
+                                                count=_SCAN_BATCH)
+                fresh = [k for k in rkeys if k not in seen]
+                seen.update(fresh)
+                yield from self._entries(client, fresh, with_values)
+                if cursor == 0:
+                    break
+
+    def _entries(self, client, rkeys, with_values):
+        cut = len(self._kp)
+        if not with_values:
+            return [k[cut:] for k in rkeys]
+        with remote(self.url, False):
+            pipe = client.pipeline(transaction=False)
+            for k in rkeys:
+                pipe.get(k)
+            values = pipe.execute()
+        return [(k[cut:], self._dec(v)) for k, v in zip(rkeys, values) if v is not None]
+
+    def keys(self):
+        """A list of the keys, as every dbm module returns."""
+        return list(self)
+
+    def items(self):
+        return _Items(self)
+
+    def values(self):
+        return _Values(self)
+
+    # ---- atomic read-modify-write and the lock ----
+
+    def incr(self, key, delta=1):
+        """Add delta to the decimal integer at key (absent counts as 0), atomically on the
+        server, and return the new value; ValueError, value unchanged, if it is not one."""
+        rkey = self._rkey(key)
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+        if not -(1 << 63) <= delta < (1 << 63):
+            raise ValueError("delta outside the 64-bit signed range")
+        return int(self._run("INCR", [rkey], [delta]))
+
+    def compare_and_set(self, key, expected, new):
+        """Set key to new if its value is expected, atomically; return whether it swapped.
+        expected=None means "key absent"; new=None means "delete key"."""
+        rkey = self._rkey(key)
+        e = b"" if expected is None else self._enc(expected)
+        v = b"" if new is None else self._enc(new)
+        return bool(self._run("CAS", [rkey], [int(expected is not None), e,
+                                              int(new is not None), v]))
+
+    def lock(self, timeout=None):
+        """A lease on the namespace's lock, with a fencing token (`.fence` of the returned
+        object, growing with every grant), renewed by a background thread while held and
+        released on exit, on close(), or by expiry if the holder vanishes.  It excludes other
+        lock() holders; plain writes from others do not wait for it.  Past timeout seconds,
+        mmkv.LockTimeout, holding nothing."""
+        from ._redis_lease import Lease
+        return Lease(self, timeout)
+
+    # ---- watching ----
+
+    @property
+    def seq(self):
+        """The change counter: the id of the last change, as an int.  A cluster: the
+        primaries' clock (every change made later has a greater seq)."""
+        from ._redis_watch import current_seq
+        return current_seq(self)
+
+    def watch(self, since=None, timeout=None):
+        """Yield (seq, key, value) for every change after since (default: now), value None
+        for a delete; stop after timeout seconds without a change.  One server: commit
+        order.  A cluster: commit order within each slot; see mmkv/_redis_watch.py."""
+        from ._redis_watch import watch
+        return watch(self, since, timeout)
+
+    # ---- handle ----
+
+    def compact(self):
+        """Nothing to do: the server manages its own memory.  Checks the handle is open."""
+        self._live()
+
+    reorganize = compact
+
+    def sync(self):
+        """Nothing to wait for on the client: durability is the server's AOF policy
+        (appendfsync).  Checks the handle is open."""
+        self._live()
+
+    def stats(self):
+        """count; file_size: the server's used_memory (summed over primaries), the whole
+        server's, not this namespace's; reclaimable_bytes: 0; seq."""
+        used = 0
+        for client in self._primaries():
+            with remote(self.url, False):
+                used += int(client.info("memory").get("used_memory", 0))
+        return {"count": len(self), "file_size": used, "reclaimable_bytes": 0,
+                "seq": self.seq, "url": self.url, "namespace": self._u.namespace}
+
+    def close(self):
+        """Release the lease if this handle holds it, and the connections; closing twice is
+        harmless.  Any later operation: mmkv.error."""
+        if self._closed:
+            return
+        from ._redis_lease import release_all
+        try:
+            release_all(self)
+        finally:
+            self._closed = True
+            try:
+                self._client.close()
+            except Exception:   # noqa: BLE001 - a dead server must not make close() fail
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __reduce__(self):
+        codec = self._codec
+        if isinstance(codec, types.ModuleType):
+            codec = codec.__name__        # json, pickle, msgpack: reimported by name
+        return (_reopen, (self._raw_url, self._flag, codec, self._options))
+
+    def __repr__(self):
+        state = " closed" if self._closed else ""
+        return f"<mmkv.RedisStore {self.url!r} flag={self._flag!r}{state}>"
+
+    __hash__ = None
+
+
+def _reopen(url, flag, codec, options):
+    if isinstance(codec, str):
+        codec = importlib.import_module(codec)
+    return RedisStore(url, "c" if flag == "n" else flag, codec, **options)
+
+
+def open_url(url, flag="c", mode=0o666, *, codec=None, **options):
+    """mmkv.open() for a Redis URL: mode has no meaning there and is ignored."""
+    return RedisStore(url, flag, codec, **options)
+
+
+def redis_stat(url, **options):
+    """What the CLI's `stat` prints for a URL: the store's stats() as a dict."""
+    with RedisStore(url, "r", **options) as store:
+        return store.stats()
