@@ -44,11 +44,12 @@ _load_core()
 
 from ._core import lib as _lib  # noqa: E402
 from ._errors import CorruptError, LockTimeout, NotFoundError, WatchLagged, error  # noqa: E402
+from ._codec import Codec, open_shelf  # noqa: E402
 from ._open import open, open_shm, unlink_shm  # noqa: E402
 from ._store import Store  # noqa: E402
 
-__all__ = ["open", "open_shm", "unlink_shm", "Store", "error", "CorruptError", "NotFoundError",
-           "LockTimeout", "WatchLagged"]
+__all__ = ["open", "open_shm", "unlink_shm", "open_shelf", "Store", "Codec", "error",
+           "CorruptError", "NotFoundError", "LockTimeout", "WatchLagged"]
 __version__ = "0.1.0"
 
 _os.register_at_fork(after_in_child=_lib.mmkv_after_fork_child)

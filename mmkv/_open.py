@@ -1,7 +1,11 @@
 """open, open_shm and unlink_shm: paths, flags, modes and options, checked before any file
 is touched."""
+import importlib
 import os
+import sys
+import types
 
+from ._codec import CodecStore, check_codec
 from ._core import ffi, lib
 from ._errors import NotFoundError, exception_for
 from ._store import Store
@@ -44,13 +48,41 @@ def _mode(mode):
     return mode
 
 
-def _open(target, display, code, mode, options, shm):
+def _open(target, display, code, mode, options, shm, reopen):
+    codec = options.pop("codec", None)
+    if codec is not None:
+        check_codec(codec)
     opt = _options(options)
     out = ffi.new("mmkv_store **")
     rc = lib.mmkv_open(target, code, mode, opt, out)
     if rc < 0:
         raise exception_for(rc, display)
-    return Store(out[0], display, code, shm)
+    kind, name, flag = reopen
+    again = (_reopen, (kind, name, "w" if flag == "n" else flag, mode, options, _codec_ref(codec)))
+    if codec is None:
+        return Store(out[0], display, code, shm, reopen=again)
+    return CodecStore(out[0], display, code, shm, reopen=again, codec=codec)
+
+
+# ---- pickling: a Store is rebuilt by reopening its store (Store.__reduce__) ----
+
+def _codec_ref(codec):
+    """What a pickle holds for codec: a module (json, pickle, msgpack) by its name, since
+    modules do not pickle; any other codec as itself (it must pickle)."""
+    if isinstance(codec, types.ModuleType) and sys.modules.get(codec.__name__) is codec:
+        return ("module", codec.__name__)
+    return ("object", codec)
+
+
+def _reopen(kind, name, flag, mode, options, codec_ref):
+    """Unpickle a Store: open it again as it was opened (kind "file" or "shm")."""
+    how, codec = codec_ref
+    if how == "module":
+        codec = importlib.import_module(codec)
+    if codec is not None:
+        options = dict(options, codec=codec)
+    opener = open if kind == "file" else open_shm
+    return opener(name, flag, mode, **options)
 
 
 def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
@@ -69,7 +101,8 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     raw = os.fsencode(fspath)
     if b"\0" in raw:
         raise ValueError("embedded null byte in path")
-    return _open(raw, fspath, code, mode, options, False)
+    where = os.path.abspath(fspath)     # a pickle reopens it from any working directory
+    return _open(raw, fspath, code, mode, options, False, ("file", where, flag))
 
 
 def _shm_name(name):
@@ -86,7 +119,8 @@ def open_shm(name, flag="c", mode=0o600, **options):
     as open(), living until unlink_shm(name) or a reboot.  sync() does nothing there."""
     bare = _shm_name(name)
     code = _flag(flag) | lib.MMKV_OPEN_SHM
-    return _open(os.fsencode(bare), f"shm:{bare}", code, _mode(mode), options, True)
+    return _open(os.fsencode(bare), f"shm:{bare}", code, _mode(mode), options, True,
+                 ("shm", bare, flag))
 
 
 def unlink_shm(name):
