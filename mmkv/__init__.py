@@ -50,6 +50,6 @@ from ._store import Store  # noqa: E402
 
 __all__ = ["open", "open_shm", "unlink_shm", "open_shelf", "Store", "Codec", "error",
            "CorruptError", "NotFoundError", "LockTimeout", "WatchLagged"]
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 _os.register_at_fork(after_in_child=_lib.mmkv_after_fork_child)
