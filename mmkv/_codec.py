@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import shelve
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._store import Store
 
 if TYPE_CHECKING:
     from os import PathLike
 
-_T = TypeVar("_T")
+    from ._store import Key
+
 _MISSING: Any = object()
-Key = Union[bytes, bytearray, memoryview, str]
 
 
 class Codec(Protocol):
@@ -40,8 +40,9 @@ def check_codec(codec: object) -> Codec:
     return codec  # type: ignore[return-value]
 
 
-class _Items(ItemsView):  # type: ignore[type-arg]
+class _Items(ItemsView[bytes, Any]):
     __slots__ = ()
+    _mapping: CodecStore
 
     def __iter__(self) -> Iterator[tuple[bytes, Any]]:
         store = self._mapping
@@ -50,8 +51,9 @@ class _Items(ItemsView):  # type: ignore[type-arg]
             yield key, loads(raw)
 
 
-class _Values(ValuesView):  # type: ignore[type-arg]
+class _Values(ValuesView[Any]):
     __slots__ = ()
+    _mapping: CodecStore
 
     def __iter__(self) -> Iterator[Any]:
         store = self._mapping
@@ -60,7 +62,7 @@ class _Values(ValuesView):  # type: ignore[type-arg]
             yield loads(raw)
 
 
-class CodecStore(Store):  # type: ignore[type-arg]
+class CodecStore(Store[Any]):
     """A Store whose values are the codec's objects: writes take whatever codec.dumps
     accepts, reads return codec.loads of the stored bytes.  Open one with
     mmkv.open(path, codec=json) (or open_shm(..., codec=...)).
@@ -70,7 +72,7 @@ class CodecStore(Store):  # type: ignore[type-arg]
     untrusted process can write; json or msgpack cannot execute anything.
     """
 
-    __slots__ = ("_codec", "_loads", "_dumps")
+    __slots__ = ("_codec", "_dumps", "_loads")
 
     def __init__(self, *args: Any, codec: Codec, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,7 +114,7 @@ class CodecStore(Store):  # type: ignore[type-arg]
         missing key."""
         loads = self._loads
         return [default if raw is _MISSING else loads(raw)
-                for raw in super().get_many(keys, _MISSING)]  # type: ignore[misc]
+                for raw in super().get_many(keys, _MISSING)]
 
     # ---- writes ----
 
@@ -142,12 +144,15 @@ class CodecStore(Store):  # type: ignore[type-arg]
         """Set every (key, value) of a mapping or of an iterable of pairs, values encoded,
         in one write."""
         pairs: Iterable[tuple[Key, Any]]
-        if isinstance(items, Mapping) or hasattr(items, "keys"):
-            pairs = ((k, items[k]) for k in items.keys())  # type: ignore[union-attr, index]
+        if isinstance(items, Mapping):
+            pairs = items.items()
+        elif hasattr(items, "keys"):            # dict.update's rule: keys() means a mapping
+            mapping: Any = items
+            pairs = ((k, mapping[k]) for k in mapping.keys())  # noqa: SIM118
         else:
             pairs = items
         encode = self._encode
-        super().set_many([(k, encode(v)) for k, v in pairs])  # type: ignore[misc]
+        super().set_many([(k, encode(v)) for k, v in pairs])
 
     def compare_and_set(self, key: Key, expected: Any, new: Any) -> bool:
         """Set key to new if its decoded value equals expected, atomically; return whether
@@ -168,18 +173,21 @@ class CodecStore(Store):  # type: ignore[type-arg]
 
     # ---- views of later issues (ordered views, watch): values decoded the same way ----
 
-    def range(self, *args: Any, values: bool = False, **kwargs: Any) -> Iterator[Any]:
+    def range(self, start: Key | None = None, stop: Key | None = None, *,
+              prefix: Key | None = None, reverse: bool = False,
+              values: bool = False) -> Iterator[Any]:
         """As Store.range(); with values=True the values come decoded."""
-        entries = super().range(*args, values=values, **kwargs)  # type: ignore[misc]
         if not values:
-            return iter(entries)
+            return super().range(start, stop, prefix=prefix, reverse=reverse)
         loads = self._loads
-        return ((key, loads(raw)) for key, raw in entries)
+        return ((key, loads(raw)) for key, raw in
+                super().range(start, stop, prefix=prefix, reverse=reverse, values=True))
 
-    def watch(self, *args: Any, **kwargs: Any) -> Iterator[tuple[int, bytes, Any]]:
+    def watch(self, since: int | None = None,
+              timeout: float | None = None) -> Iterator[tuple[int, bytes, Any]]:
         """As Store.watch(); values come decoded (None still means a delete)."""
         loads = self._loads
-        for seq, key, raw in super().watch(*args, **kwargs):  # type: ignore[misc]
+        for seq, key, raw in super().watch(since, timeout):
             yield seq, key, None if raw is None else loads(raw)
 
 
@@ -194,5 +202,5 @@ def open_shelf(path: str | bytes | PathLike[str] | PathLike[bytes], flag: str = 
     """
     from ._open import open as open_store
 
-    return shelve.Shelf(open_store(path, flag, **options),  # type: ignore[arg-type]
-                        protocol=protocol, writeback=writeback)
+    store: Any = open_store(path, flag, **options)     # Shelf wants a str-keyed mapping
+    return shelve.Shelf(store, protocol=protocol, writeback=writeback)
