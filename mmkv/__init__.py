@@ -45,14 +45,17 @@ def _load_core() -> None:
 _load_core()
 
 # The imports follow the core's loading on purpose (E402).
+from ._backup import dump, restore  # noqa: E402
 from ._codec import Codec, open_shelf  # noqa: E402
+from ._dump import DumpError  # noqa: E402
 from ._core import lib as _lib  # noqa: E402
 from ._errors import CorruptError, LockTimeout, NotFoundError, WatchLagged, error  # noqa: E402
 from ._open import open, open_shm, unlink_shm  # noqa: E402 - open: the dbm name
 from ._store import Store  # noqa: E402
 from ._version import __version__  # noqa: E402
 
-__all__ = ["open", "open_shm", "unlink_shm", "open_shelf", "Store", "Codec", "error",
-           "CorruptError", "NotFoundError", "LockTimeout", "WatchLagged", "__version__"]
+__all__ = ["open", "open_shm", "unlink_shm", "open_shelf", "dump", "restore", "Store", "Codec",
+           "error", "CorruptError", "NotFoundError", "LockTimeout", "WatchLagged", "DumpError",
+           "__version__"]
 
 _os.register_at_fork(after_in_child=_lib.mmkv_after_fork_child)
