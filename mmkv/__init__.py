@@ -47,8 +47,8 @@ _load_core()
 # The imports follow the core's loading on purpose (E402).
 from ._backup import dump, restore  # noqa: E402
 from ._codec import Codec, open_shelf  # noqa: E402
-from ._dump import DumpError  # noqa: E402
 from ._core import lib as _lib  # noqa: E402
+from ._dump import DumpError  # noqa: E402
 from ._errors import CorruptError, LockTimeout, NotFoundError, WatchLagged, error  # noqa: E402
 from ._open import open, open_shm, unlink_shm  # noqa: E402 - open: the dbm name
 from ._store import Store  # noqa: E402

@@ -225,7 +225,7 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
     if not force and os.path.lexists(target):
         raise _atomicfile.exists_error(target)
     reader = _dump.DumpReader(file)
-    options = {}
+    options: dict[str, Any] = {}
     if reader.max_key_len is not None:
         options["max_key_len"] = reader.max_key_len
     if reader.max_value_len is not None:

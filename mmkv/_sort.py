@@ -11,6 +11,10 @@ import marshal
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 RUN_BYTES = 8 * 1024 * 1024           # memory budget of one sorted run (keys + overhead)
 KEY_OVERHEAD = 64                     # what a bytes object and its list slot cost beyond len
@@ -42,7 +46,7 @@ class KeySorter:
         self._runs = 0
         self.count = 0
 
-    def __enter__(self) -> KeySorter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -51,7 +51,7 @@ from ._progress import Progress
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SALVAGED = 0, 1, 2, 3
 
 
-class Failure(Exception):  # noqa: N818 - not an error of the program: a refusal
+class Failure(Exception):
     """A one-line error for stderr; exit status 1."""
 
 
@@ -70,8 +70,8 @@ def _first_line(e: BaseException) -> str:
             more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
             text = f"{text} {lines[1]}{more}"
         return f"{os.fsdecode(e.filename)}: {text}" if e.filename is not None else text
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    found = str(e).strip().splitlines()
+    return found[0] if found else type(e).__name__
 
 
 def _show(key: bytes) -> str:
@@ -255,7 +255,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 def _read_value(infile: IO[bytes], limit: int) -> bytes:
     """All of infile, refused (Failure) as soon as it passes limit bytes."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = infile.read(min(1 << 20, limit + 1 - size))
         if not chunk:
