@@ -8,7 +8,9 @@
 
 Reads take no lock; writes are serialised across processes by a robust mutex; a process
 killed at any instant loses no returned write.  open_shm() gives the same store in POSIX
-shared memory.  Errors derive from mmkv.error (an OSError), as in dbm.
+shared memory; codec=json (any dumps/loads object) stores objects, open_shelf() is a shelve
+over a store; a Store pickles by path, so it can go to a multiprocessing pool; dump() and
+restore() are the command line's backup format.  Errors derive from mmkv.error (an OSError).
 """
 import os as _os
 import sys as _sys
