@@ -45,7 +45,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(NATIVE, s), ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(NATIVE, ROOT)],
     extra_compile_args=_flags(),
-    extra_link_args=["-pthread"] + os.environ.get("MMKV_LDFLAGS", "").split(),
+    extra_link_args=["-pthread", *os.environ.get("MMKV_LDFLAGS", "").split()],
     py_limited_api=not sysconfig.get_config_var("Py_GIL_DISABLED"),
 )
 

@@ -1,9 +1,10 @@
-"""The dump format of `mmkv dump` and `mmkv restore`: writing it sorted and streamed,
-reading it back with every check, and salvaging the records of a damaged store.
+"""The dump format of `mmkv dump` and `mmkv restore` (and mmkv.dump / mmkv.restore): writing
+it, records given in key order, and reading it back with every check.
 
-Nothing here holds a whole store in memory: keys are sorted by an external merge sort
-(sorted runs spilled to temporary files) and a dump is read one line at a time.  This module
-never touches a store's file except through mmkv.open() and the core's read-only salvage walk.
+Nothing here holds a whole dump in memory: it is written in chunks and read one line at a
+time, each line bounded by what the header's limits allow (a longer line is refused before
+it is read whole).  Sorting the keys is mmkv/_sort.py's; salvaging a damaged store is
+mmkv/_salvage.py's; only documented json APIs are used (JSONEncoder.encode, raw_decode).
 
 The dump format, version 1
 ==========================
@@ -62,28 +63,25 @@ Example: the store {b"a": b"1", b"\\xff": b""} dumps as (checksum elided)::
     {"k64":"/w==","v":""}
     {"mmkv-dump-end":1,"records":2,"sha256":"..."}
 """
+from __future__ import annotations
+
 import base64
 import binascii
 import hashlib
-import heapq
 import json
-import marshal
-import os
-import tempfile
-
-from ._core import ffi, lib
-from ._errors import exception_for
+from collections.abc import Iterator
+from typing import IO, Any
 
 VERSION = 1
 MAX_KEY_LEN = 16 * 1024 * 1024       # the core's ceilings for a store's limits
 MAX_VALUE_LEN = 1024 * 1024 * 1024
-RUN_BYTES = 8 * 1024 * 1024           # memory budget of one sorted run (keys + overhead)
-KEY_OVERHEAD = 64                     # what a bytes object and its list slot cost beyond len
-FAN_IN = 64                           # runs merged at once
+DEFAULT_LIMITS = (65535, 64 * 1024 * 1024)     # mmkv.open()'s max_key_len, max_value_len
+HEADER_MAX_LEN = 64 * 1024            # the longest header or trailer line read
+ESCAPE_FACTOR = 6                     # the longest JSON spelling of one byte: \u00XX
 _WRITE_CHUNK = 256 * 1024
-_BLOCK_KEYS = 1024                    # keys per block of a run file
 
-_json_string = json.encoder.encode_basestring   # str -> JSON string literal, non-ASCII kept
+_text_encoder = json.JSONEncoder(ensure_ascii=False)   # str -> JSON string, non-ASCII kept
+_json_string = _text_encoder.encode
 _b64encode = base64.b64encode
 
 
@@ -93,7 +91,7 @@ class DumpError(ValueError):
 
 # ---- writing ----
 
-def record_line(key, value):
+def record_line(key: bytes, value: bytes) -> bytes:
     """The record line (bytes, with its line feed) for key and value."""
     try:
         k = '{"k":' + _json_string(key.decode("utf-8"))
@@ -111,7 +109,8 @@ class DumpWriter:
     strictly increasing key order with write(), the trailer with finish().  Output is
     buffered in chunks of about 256 KiB; the checksum covers exactly the bytes written."""
 
-    def __init__(self, out, max_key_len=None, max_value_len=None):
+    def __init__(self, out: IO[bytes], max_key_len: int | None = None,
+                 max_value_len: int | None = None) -> None:
         header = {"mmkv-dump": VERSION}
         if max_key_len is not None:
             header["max_key_len"] = int(max_key_len)
@@ -119,25 +118,25 @@ class DumpWriter:
             header["max_value_len"] = int(max_value_len)
         self._out = out
         self._hash = hashlib.sha256()
-        self._chunk = []
+        self._chunk: list[bytes] = []
         self._chunk_len = 0
-        self._last = None
+        self._last: bytes | None = None
         self.count = 0
         self._emit((json.dumps(header, separators=(",", ":")) + "\n").encode("ascii"))
 
-    def _emit(self, line):
+    def _emit(self, line: bytes) -> None:
         self._chunk.append(line)
         self._chunk_len += len(line)
         if self._chunk_len >= _WRITE_CHUNK:
             self._flush()
 
-    def _flush(self):
+    def _flush(self) -> None:
         data = b"".join(self._chunk)
         self._hash.update(data)
         self._out.write(data)
         self._chunk, self._chunk_len = [], 0
 
-    def write(self, key, value):
+    def write(self, key: bytes, value: bytes) -> None:
         """Append one record; keys must come in strictly increasing order."""
         if self._last is not None and key <= self._last:
             raise ValueError("dump records must be written in strictly increasing key order")
@@ -149,7 +148,7 @@ class DumpWriter:
             self._flush()
         self.count += 1
 
-    def finish(self):
+    def finish(self) -> int:
         """Write the trailer and flush; returns the number of records."""
         self._flush()
         trailer = {"mmkv-dump-end": VERSION, "records": self.count,
@@ -159,130 +158,23 @@ class DumpWriter:
         return self.count
 
 
-# ---- sorting keys in bounded memory ----
-
-class KeySorter:
-    """External merge sort of keys: add() them in any order, then iterate sorted() for the
-    distinct keys in bytewise order.
-
-    Keys are held in memory up to run_bytes (counting KEY_OVERHEAD per key), then sorted and
-    spilled as a run to a temporary file (marshal'd lists of up to 1024 keys; the files live
-    in a private directory of this process and are only ever read by it).
-    Runs are merged FAN_IN at a time into runs of the next level, so open files and memory
-    stay bounded whatever the number of keys; the final merge streams with heapq.merge.
-    Memory: O(run_bytes + FAN_IN * levels * (64 KiB + a block of keys)); disk: about twice
-    the keys' size.
-    Use as a context manager: the temporary directory goes away on exit.
-    """
-
-    def __init__(self, run_bytes=RUN_BYTES, tmpdir=None):
-        self._run_bytes = run_bytes
-        self._tmpdir = tmpdir
-        self._dir = None
-        self._batch = []
-        self._batch_bytes = 0
-        self._levels = []        # self._levels[i]: paths of runs at level i
-        self._runs = 0
-        self.count = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-    def add(self, key):
-        self._batch.append(key)
-        self.count += 1
-        self._batch_bytes += len(key) + KEY_OVERHEAD
-        if self._batch_bytes >= self._run_bytes:
-            self._spill()
-
-    def _new_run_path(self):
-        if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix="mmkv-sort-", dir=self._tmpdir)
-        self._runs += 1
-        return os.path.join(self._dir.name, f"run-{self._runs}")
-
-    def _write_run(self, keys):
-        path = self._new_run_path()
-        with open(path, "wb", buffering=1 << 16) as f:
-            block = []
-            for key in keys:
-                block.append(key)
-                if len(block) == _BLOCK_KEYS:
-                    marshal.dump(block, f)
-                    block = []
-            if block:
-                marshal.dump(block, f)
-        return path
-
-    def _add_run(self, path, level):
-        while len(self._levels) <= level:
-            self._levels.append([])
-        self._levels[level].append(path)
-        if len(self._levels[level]) >= FAN_IN:
-            paths, self._levels[level] = self._levels[level], []
-            merged = self._write_run(_unique(heapq.merge(*map(_read_run, paths))))
-            for p in paths:
-                os.unlink(p)
-            self._add_run(merged, level + 1)
-
-    def _spill(self):
-        self._batch.sort()
-        path = self._write_run(_unique(self._batch))
-        self._batch, self._batch_bytes = [], 0
-        self._add_run(path, 0)
-
-    def sorted(self):
-        """Iterate the distinct keys added, in increasing bytewise order (call once)."""
-        self._batch.sort()
-        batch, self._batch = self._batch, []
-        paths = [p for level in self._levels for p in level]
-        if not paths:
-            return _unique(batch)
-        return _unique(heapq.merge(iter(batch), *map(_read_run, paths)))
-
-
-def _read_run(path):
-    """The keys of a run file, in file order."""
-    with open(path, "rb", buffering=1 << 16) as f:
-        while True:
-            try:
-                block = marshal.load(f)
-            except EOFError:
-                return
-            yield from block
-
-
-def _unique(keys):
-    """Drop adjacent duplicates from a sorted iterable (iteration may meet a key twice)."""
-    last = None
-    for key in keys:
-        if key != last:
-            yield key
-            last = key
-
-
 # ---- reading ----
 
-def _no_duplicates(pairs):
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         raise DumpError("a JSON name appears twice")
     return obj
 
 
-_scan_json = json.JSONDecoder(object_pairs_hook=_no_duplicates).scan_once
+_decode_json = json.JSONDecoder(object_pairs_hook=_no_duplicates).raw_decode
 
 
-def _is_int(x):
+def _is_int(x: object) -> bool:
     return type(x) is int
 
 
-def _data(obj, name, what):
+def _data(obj: dict[str, Any], name: str, what: str) -> bytes:
     """The bytes of field name ("k" or "v"), given as text or as name + "64" in base64."""
     text, b64 = obj.get(name), obj.get(name + "64")
     if (text is None) == (b64 is None):
@@ -302,13 +194,14 @@ def _data(obj, name, what):
         raise DumpError(f"\"{name}64\" is not valid base64") from None
 
 
-def _limit(header, name, ceiling):
+def _limit(header: dict[str, Any], name: str, ceiling: int) -> int | None:
     value = header.get(name)
     if value is None:
         return None
     if not _is_int(value) or not 1 <= value <= ceiling:
         raise DumpError(f"header: {name} must be an integer from 1 to {ceiling}")
-    return value
+    limit: int = value
+    return limit
 
 
 class DumpReader:
@@ -320,10 +213,16 @@ class DumpReader:
     nothing follows it.  Any failure raises DumpError naming the line: a caller that must not
     act on a bad dump keeps its writes provisional until the iteration has ended.
     Attributes: header (dict), lineno (last line read), bytes_read, count.
+
+    Memory stays bounded: no line is read past the longest that the limits allow
+    (HEADER_MAX_LEN for the header; for a record, ESCAPE_FACTOR times the key and value
+    limits the header declares, or mmkv.open()'s defaults), so an endless line is refused
+    as soon as it passes that length.
     """
 
-    def __init__(self, infile):
+    def __init__(self, infile: IO[bytes]) -> None:
         self._in = infile
+        self._max_line = HEADER_MAX_LEN
         self._hash = hashlib.sha256()
         self.lineno = 0
         self.bytes_read = 0
@@ -341,19 +240,26 @@ class DumpReader:
         self.max_key_len = _limit(header, "max_key_len", MAX_KEY_LEN)
         self.max_value_len = _limit(header, "max_value_len", MAX_VALUE_LEN)
         self._hash.update(first)
+        limits = (self.max_key_len or DEFAULT_LIMITS[0], self.max_value_len or DEFAULT_LIMITS[1])
+        self._max_line = max(HEADER_MAX_LEN, ESCAPE_FACTOR * sum(limits) + 64)
 
-    def _line(self):
+    def _line(self) -> bytes | None:
         """The next line (bytes, with its line feed) or None at the end of input."""
-        line = self._in.readline()
+        line = self._in.readline(self._max_line + 1)
         if not line:
             return None
         self.lineno += 1
         self.bytes_read += len(line)
         if not line.endswith(b"\n"):
+            if len(line) > self._max_line:
+                what = ("header" if self.lineno == 1
+                        else "record: longer than the store's key and value limits allow")
+                raise DumpError(f"line {self.lineno}: over {self._max_line:,} bytes, too long "
+                                f"for a dump {what}")
             raise DumpError(f"line {self.lineno}: truncated (no line feed at the end)")
         return line
 
-    def _parse(self, line):
+    def _parse(self, line: bytes) -> dict[str, Any]:
         """The JSON object a line holds: it starts at the first byte and ends right before
         the line feed."""
         try:
@@ -361,21 +267,23 @@ class DumpReader:
         except UnicodeDecodeError:
             raise DumpError(f"line {self.lineno}: not UTF-8") from None
         try:
-            obj, end = _scan_json(text, 0)
-        except StopIteration as e:
-            raise DumpError(f"line {self.lineno}: not JSON (at column {e.value + 1})") from None
+            obj, end = _decode_json(text)
         except DumpError as e:
             raise DumpError(f"line {self.lineno}: {e}") from None
-        except ValueError as e:
-            raise DumpError(f"line {self.lineno}: not JSON ({e.args[0]})") from None
+        except json.JSONDecodeError as e:
+            raise DumpError(f"line {self.lineno}: not JSON ({e.msg} at column {e.colno})"
+                            ) from None
+        except RecursionError:
+            raise DumpError(f"line {self.lineno}: not a dump line (nested too deep)") from None
         if type(obj) is not dict:
             raise DumpError(f"line {self.lineno}: not a JSON object")
         if end != len(text) - 1:
             raise DumpError(f"line {self.lineno}: unexpected {text[end:-1][:16]!r} "
                             f"after the JSON object")
-        return obj
+        parsed: dict[str, Any] = obj
+        return parsed
 
-    def _record(self, obj):
+    def _record(self, obj: dict[str, Any]) -> tuple[bytes, bytes]:
         if len(obj) == 2:               # the common case: {"k": text, "v": text}
             key, value = obj.get("k"), obj.get("v")
             if type(key) is str and type(value) is str:
@@ -393,7 +301,7 @@ class DumpReader:
             raise DumpError(f"line {self.lineno}: unknown record field {extra[0]!r}")
         return key, value
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         last = None
         while True:
             line = self._line()
@@ -413,7 +321,7 @@ class DumpReader:
             last = key
             yield key, value
 
-    def _trailer(self, obj):
+    def _trailer(self, obj: dict[str, Any]) -> None:
         where = f"line {self.lineno} (trailer)"
         if obj["mmkv-dump-end"] != VERSION or not _is_int(obj["mmkv-dump-end"]):
             raise DumpError(f"{where}: unsupported version {obj['mmkv-dump-end']!r}")
@@ -426,77 +334,3 @@ class DumpReader:
             raise DumpError(f"{where}: checksum mismatch, the dump was altered")
         if self._in.read(1):
             raise DumpError(f"{where}: data after the trailer")
-
-
-# ---- salvage ----
-
-class Salvage:
-    """The core's read-only salvage walk over any file, replayed: items() yields
-    (type, key, value) for every valid PUT, DEL and CLEAR record in log order; counts() gives
-    (valid, skipped) as the core reports them.  Never writes the file."""
-
-    PUT, DEL, CLEAR = 1, 2, 5
-    _BATCH = 1024
-
-    def __init__(self, path):
-        self._path = path
-        out = ffi.new("mmkv_salvage **")
-        rc = lib.mmkv_salvage_open(os.fsencode(path), out)
-        if rc < 0:
-            raise exception_for(rc, path)
-        self._h = ffi.gc(out[0], lib.mmkv_salvage_close)
-
-    def items(self):
-        cap = 1 << 20
-        buf = ffi.new("char[]", cap)
-        items = ffi.new("struct mmkv_salvage_item[]", self._BATCH)
-        n, need = ffi.new("size_t *"), ffi.new("size_t *")
-        while True:
-            rc = lib.mmkv_salvage_next(self._h, buf, cap, items, self._BATCH, n, need)
-            if rc == lib.MMKV_EBUFSIZE:
-                cap = max(need[0], 2 * cap)
-                buf = ffi.new("char[]", cap)
-                continue
-            if rc < 0:
-                raise exception_for(rc, self._path)
-            yield from self._batch(buf, items, n[0])
-            if rc == 1:
-                return
-
-    @staticmethod
-    def _batch(buf, items, n):
-        batch = [items[i] for i in range(n)]
-        end = max((it.data_off + it.klen + it.vlen for it in batch), default=0)
-        data = ffi.unpack(buf, end)
-        for it in batch:
-            k_off = it.data_off
-            v_off = k_off + it.klen
-            yield it.type, data[k_off:v_off], data[v_off:v_off + it.vlen]
-
-    def counts(self):
-        valid, skipped = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        lib.mmkv_salvage_counts(self._h, valid, skipped)
-        return valid[0], skipped[0]
-
-    def close(self):
-        if self._h is not None:
-            ffi.release(self._h)     # runs mmkv_salvage_close now
-            self._h = None
-
-
-def replay(salvage, store, progress=None):
-    """Apply the salvaged records to store in log order (PUT sets, DEL removes, CLEAR
-    empties), calling progress(records so far) every 1024 records.  Returns the longest key
-    and value put, so a dump of the result can declare limits its records fit."""
-    max_k = max_v = 0
-    for i, (kind, key, value) in enumerate(salvage.items(), 1):
-        if kind == Salvage.PUT:
-            store[key] = value
-            max_k, max_v = max(max_k, len(key)), max(max_v, len(value))
-        elif kind == Salvage.DEL:
-            store.pop(key, None)
-        elif kind == Salvage.CLEAR:
-            store.clear()
-        if progress is not None and not i & 1023:
-            progress(i)
-    return max_k, max_v

@@ -11,6 +11,8 @@ Bad arguments raise the built-ins a Python user expects: TypeError for a key or 
 wrong type, ValueError for one over the store's limit or for a bad flag or option, KeyError
 for a missing key.
 """
+from __future__ import annotations
+
 import errno as _errno
 import os
 
@@ -52,11 +54,13 @@ _OWN_ERRNO = {
 }
 
 
-def strerror(rc):
-    return ffi.string(lib.mmkv_strerror(rc)).decode("utf-8", "replace")
+def strerror(rc: int) -> str:
+    """The core's message for return code rc."""
+    text: bytes = ffi.string(lib.mmkv_strerror(rc))
+    return text.decode("utf-8", "replace")
 
 
-def exception_for(rc, path=None):
+def exception_for(rc: int, path: str | bytes | None = None) -> OSError | ValueError:
     """The exception for a negative core return code `rc`, naming `path` when given."""
     if rc in _VALUE_ERRORS:
         return ValueError(strerror(rc))

@@ -1,10 +1,23 @@
 """open, open_shm and unlink_shm: paths, flags, modes and options, checked before any file
-is touched."""
-import os
+is touched.  codec= (any object with dumps and loads) gives a CodecStore; a Store pickles
+as a call to _reopen with what it was opened with."""
+from __future__ import annotations
 
+import importlib
+import os
+import sys
+import types
+from typing import TYPE_CHECKING, Any, overload
+
+from ._codec import Codec, CodecStore, check_codec
 from ._core import ffi, lib
 from ._errors import NotFoundError, exception_for
 from ._store import Store, _timeout
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    PathArg: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 _FLAGS = {"r": lib.MMKV_OPEN_READ, "w": lib.MMKV_OPEN_WRITE, "c": lib.MMKV_OPEN_CREATE,
           "n": lib.MMKV_OPEN_NEW}
@@ -12,7 +25,7 @@ _INT_OPTIONS = ("initial_capacity", "max_key_len", "max_value_len")
 _SHM_DIR = "/dev/shm"
 
 
-def _options(options):
+def _options(options: dict[str, Any]) -> Any:
     opt = ffi.new("struct mmkv_options *")
     for name, value in options.items():
         if name in _INT_OPTIONS:
@@ -30,13 +43,14 @@ def _options(options):
     return opt
 
 
-def _flag(flag):
+def _flag(flag: str) -> int:
     if not isinstance(flag, str) or flag not in _FLAGS:
         raise ValueError(f"flag must be one of 'r', 'w', 'c', 'n', not {flag!r}")
-    return _FLAGS[flag]
+    code: int = _FLAGS[flag]
+    return code
 
 
-def _mode(mode):
+def _mode(mode: int) -> int:
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise TypeError(f"mode must be an int, not {type(mode).__name__}")
     if not 0 <= mode <= 0o7777:
@@ -44,18 +58,57 @@ def _mode(mode):
     return mode
 
 
-def _open(target, display, code, mode, options, shm):
-    options = dict(options)
+def _open(target: bytes, display: str | bytes, code: int, mode: int, options: dict[str, Any],
+          shm: bool, reopen: tuple[str, str | bytes, str]) -> Store[Any]:
+    codec = options.pop("codec", None)
+    if codec is not None:
+        check_codec(codec)
     lock_timeout = _timeout(options.pop("lock_timeout", None), "lock_timeout")
     opt = _options(options)
     out = ffi.new("mmkv_store **")
     rc = lib.mmkv_open(target, code, mode, opt, out)
     if rc < 0:
         raise exception_for(rc, display)
-    return Store(out[0], display, code, shm, lock_timeout=lock_timeout)
+    kind, name, flag = reopen
+    kept = options if lock_timeout is None else dict(options, lock_timeout=lock_timeout)
+    again = (_reopen, (kind, name, "w" if flag == "n" else flag, mode, kept, _codec_ref(codec)))
+    if codec is None:
+        return Store(out[0], display, code, shm, reopen=again, lock_timeout=lock_timeout)
+    return CodecStore(out[0], display, code, shm, reopen=again, codec=codec,
+                      lock_timeout=lock_timeout)
 
 
-def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
+# ---- pickling: a Store is rebuilt by reopening its store (Store.__reduce__) ----
+
+def _codec_ref(codec: Codec | None) -> tuple[str, Any]:
+    """What a pickle holds for codec: a module (json, pickle, msgpack) by its name, since
+    modules do not pickle; any other codec as itself (it must pickle)."""
+    if isinstance(codec, types.ModuleType) and sys.modules.get(codec.__name__) is codec:
+        return ("module", codec.__name__)
+    return ("object", codec)
+
+
+def _reopen(kind: str, name: str | bytes, flag: str, mode: int, options: dict[str, Any],
+            codec_ref: tuple[str, Any]) -> Store[Any]:
+    """Unpickle a Store: open it again as it was opened (kind "file" or "shm")."""
+    how, codec = codec_ref
+    if how == "module":
+        codec = importlib.import_module(codec)
+    if codec is not None:
+        options = dict(options, codec=codec)
+    if kind == "shm":
+        return open_shm(os.fsdecode(name), flag, mode, **options)
+    return open(name, flag, mode, **options)
+
+
+@overload
+def open(path: PathArg, flag: str = "c", mode: int = 0o666, *, codec: None = None,
+         **options: Any) -> Store[bytes]: ...
+@overload
+def open(path: PathArg, flag: str = "c", mode: int = 0o666, *, codec: Codec,
+         **options: Any) -> Store[Any]: ...
+def open(path: PathArg, flag: str = "c", mode: int = 0o666,
+         **options: Any) -> Store[Any]:
     """Open the store at path (str, bytes or os.PathLike) and return a Store.
 
     flag: "r" read-only, "w" read-write (must exist), "c" read-write, created if missing
@@ -66,6 +119,11 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     auto_compact (default True: compact when garbage passes half the file and 4 MiB),
     lock_timeout (seconds, default None: wait; how long each write waits for the lock
     before mmkv.LockTimeout, unapplied).
+    codec (an object with dumps and loads, such as the json module: values are encoded
+    on write and decoded on read; default None, bytes in and bytes out).
+
+    Nothing is ever unpickled unless codec=pickle (or a codec that unpickles) is passed,
+    and unpickling data that an untrusted process could have written runs its code.
     """
     if isinstance(path, str) and path.startswith(("redis://", "rediss://", "redis+cluster://")):
         from ._redis import open_url          # mmkv[redis]: Redis or Redis Cluster
@@ -76,10 +134,11 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     raw = os.fsencode(fspath)
     if b"\0" in raw:
         raise ValueError("embedded null byte in path")
-    return _open(raw, fspath, code, mode, options, False)
+    where = os.path.abspath(fspath)     # a pickle reopens it from any working directory
+    return _open(raw, fspath, code, mode, options, False, ("file", where, flag))
 
 
-def _shm_name(name):
+def _shm_name(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"shared-memory name must be str, not {type(name).__name__}")
     bare = name[1:] if name.startswith("/") else name
@@ -88,15 +147,22 @@ def _shm_name(name):
     return bare
 
 
-def open_shm(name, flag="c", mode=0o600, **options):
+@overload
+def open_shm(name: str, flag: str = "c", mode: int = 0o600, *, codec: None = None,
+             **options: Any) -> Store[bytes]: ...
+@overload
+def open_shm(name: str, flag: str = "c", mode: int = 0o600, *, codec: Codec,
+             **options: Any) -> Store[Any]: ...
+def open_shm(name: str, flag: str = "c", mode: int = 0o600, **options: Any) -> Store[Any]:
     """Open a store in POSIX shared memory (no file on disk): the same format and behaviour
     as open(), living until unlink_shm(name) or a reboot.  sync() does nothing there."""
     bare = _shm_name(name)
     code = _flag(flag) | lib.MMKV_OPEN_SHM
-    return _open(os.fsencode(bare), f"shm:{bare}", code, _mode(mode), options, True)
+    return _open(os.fsencode(bare), f"shm:{bare}", code, _mode(mode), options, True,
+                 ("shm", bare, flag))
 
 
-def unlink_shm(name):
+def unlink_shm(name: str) -> None:
     """Remove a shared-memory store.  Handles still open keep working until closed."""
     bare = _shm_name(name)
     try:

@@ -115,9 +115,9 @@ class Store(MutableMapping):
     """
 
     __slots__ = ("_h", "_addr", "_path", "_flag", "_shm", "_lock_timeout", "_closed",
-                 "_batches", "__weakref__")
+                 "_batches", "_reopen", "__weakref__")
 
-    def __init__(self, handle, path, flag, shm=False, lock_timeout=None):
+    def __init__(self, handle, path, flag, shm=False, lock_timeout=None, *, reopen=None):
         self._h = ffi.gc(handle, lib.mmkv_free)
         self._addr = int(ffi.cast("uintptr_t", handle))
         self._path = path
@@ -126,6 +126,7 @@ class Store(MutableMapping):
         self._lock_timeout = _timeout(lock_timeout, "lock_timeout")
         self._closed = False
         self._batches = {}            # id -> list: iteration batches being yielded
+        self._reopen = reopen       # (function, args) that reopen this store: __reduce__
 
     def _fail(self, rc, key=_MISSING):
         if rc == lib.MMKV_ENOTFOUND and key is not _MISSING:
@@ -486,10 +487,26 @@ class Store(MutableMapping):
     def __exit__(self, *exc):
         self.close()
 
-    def __repr__(self):
-        return f"<mmkv.Store {self._path!r} flag={self._flag!r}>"
-
     __hash__ = None
+
+    # ---- repr and pickling (issue 13) ----
+
+    def __repr__(self):
+        letters = {lib.MMKV_OPEN_READ: "r", lib.MMKV_OPEN_WRITE: "w",
+                   lib.MMKV_OPEN_CREATE: "c", lib.MMKV_OPEN_NEW: "n"}
+        flag = letters.get(self._flag & ~lib.MMKV_OPEN_SHM, self._flag)
+        state = "closed" if self._closed else "open"
+        return f"<mmkv.Store {self._path!r} flag={flag!r} {state}>"
+
+    def __reduce__(self):
+        """Pickle by path, flag and options: unpickling reopens the same store (flag "n"
+        reopens with "w", never emptying it), so a Store can go to a multiprocessing pool
+        under every start method.  A closed handle does not pickle (mmkv.error)."""
+        if self._reopen is None:
+            raise TypeError("this mmkv.Store was not opened by mmkv.open() or open_shm()")
+        if self._closed:
+            raise exception_for(lib.MMKV_ECLOSED, self._path)
+        return self._reopen
 
 
 class _Lock:

@@ -1,0 +1,206 @@
+"""CodecStore: a Store whose values go through a codec (any object with dumps and loads), and
+open_shelf(), the shelve.Shelf over a store in one call.
+
+Keys stay bytes (str is UTF-8).  Values are encoded with codec.dumps (bytes, or str stored as
+UTF-8) on every write and decoded with codec.loads (given bytes) on every read, so each
+operation stays one atomic call into the core.  incr() is the core's, on the raw value: it
+works on values that are decimal integers in ASCII (json stores 5 as b"5").  This module never
+unpickles anything by itself: pickle is used only when the caller passes it as the codec.
+"""
+from __future__ import annotations
+
+import shelve
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._store import Store
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from ._store import Key
+
+_MISSING: Any = object()
+
+
+class Codec(Protocol):
+    """What codec= accepts: the json, pickle and msgpack modules qualify as they are."""
+
+    def dumps(self, obj: Any, /) -> bytes | str: ...
+
+    def loads(self, data: bytes, /) -> Any: ...
+
+
+def check_codec(codec: object) -> Codec:
+    """codec itself, if it has callable dumps and loads; else TypeError."""
+    for name in ("dumps", "loads"):
+        if not callable(getattr(codec, name, None)):
+            raise TypeError(f"codec must have callable dumps() and loads(); "
+                            f"{type(codec).__name__} object has no callable {name}()")
+    return codec  # type: ignore[return-value]
+
+
+class _Items(ItemsView[bytes, Any]):
+    __slots__ = ()
+    _mapping: CodecStore
+
+    def __iter__(self) -> Iterator[tuple[bytes, Any]]:
+        store = self._mapping
+        loads = store._loads
+        for key, raw in store._iterate(True):
+            yield key, loads(raw)
+
+
+class _Values(ValuesView[Any]):
+    __slots__ = ()
+    _mapping: CodecStore
+
+    def __iter__(self) -> Iterator[Any]:
+        store = self._mapping
+        loads = store._loads
+        for _, raw in store._iterate(True):
+            yield loads(raw)
+
+
+class CodecStore(Store[Any]):
+    """A Store whose values are the codec's objects: writes take whatever codec.dumps
+    accepts, reads return codec.loads of the stored bytes.  Open one with
+    mmkv.open(path, codec=json) (or open_shm(..., codec=...)).
+
+    Warning: a store opened with codec=pickle unpickles what it reads, and unpickling data
+    that someone else could write runs their code.  Use pickle only on stores that no
+    untrusted process can write; json or msgpack cannot execute anything.
+    """
+
+    __slots__ = ("_codec", "_dumps", "_loads")
+
+    def __init__(self, *args: Any, codec: Codec, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._codec = check_codec(codec)
+        self._loads = codec.loads
+        self._dumps = codec.dumps
+
+    @property
+    def codec(self) -> Codec:
+        """The codec this store's values go through."""
+        return self._codec
+
+    def _encode(self, value: Any) -> bytes:
+        data = self._dumps(value)
+        if isinstance(data, str):
+            return data.encode("utf-8")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return bytes(data)
+        raise TypeError(f"codec.dumps() must return bytes or str, not {type(data).__name__}")
+
+    # ---- reads ----
+
+    def __getitem__(self, key: Key) -> Any:
+        return self._loads(super().__getitem__(key))
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """D.get(k[, d]) -> D[k] decoded if k in D, else d (default None)."""
+        raw = super().get(key, _MISSING)
+        return default if raw is _MISSING else self._loads(raw)
+
+    def items(self) -> ItemsView[bytes, Any]:
+        return _Items(self)
+
+    def values(self) -> ValuesView[Any]:
+        return _Values(self)
+
+    def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]:
+        """The decoded values of keys, in order, all as of one moment; default for a
+        missing key."""
+        loads = self._loads
+        return [default if raw is _MISSING else loads(raw)
+                for raw in super().get_many(keys, _MISSING)]
+
+    # ---- writes ----
+
+    def __setitem__(self, key: Key, value: Any) -> None:
+        super().__setitem__(key, self._encode(value))
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove key and return its decoded value, atomically; default (or KeyError)."""
+        raw = super().pop(key, _MISSING)
+        if raw is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return self._loads(raw)
+
+    def popitem(self) -> tuple[bytes, Any]:
+        """Remove some (key, value) pair and return it decoded, atomically."""
+        key, raw = super().popitem()
+        return key, self._loads(raw)
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        """Return D[key] decoded, inserting default (encoded; None included) first if key
+        is absent, atomically."""
+        return self._loads(super().setdefault(key, self._encode(default)))
+
+    def set_many(self, items: Mapping[Key, Any] | Iterable[tuple[Key, Any]]) -> None:
+        """Set every (key, value) of a mapping or of an iterable of pairs, values encoded,
+        in one write."""
+        pairs: Iterable[tuple[Key, Any]]
+        if isinstance(items, Mapping):
+            pairs = items.items()
+        elif hasattr(items, "keys"):            # dict.update's rule: keys() means a mapping
+            mapping: Any = items
+            pairs = ((k, mapping[k]) for k in mapping.keys())  # noqa: SIM118
+        else:
+            pairs = items
+        encode = self._encode
+        super().set_many([(k, encode(v)) for k, v in pairs])
+
+    def compare_and_set(self, key: Key, expected: Any, new: Any) -> bool:
+        """Set key to new if its decoded value equals expected, atomically; return whether
+        it swapped.  expected=None means "key absent"; new=None means "delete key".
+
+        The comparison is on decoded objects (two encodings of equal objects match): the
+        current bytes are read, compared after decoding, and swapped by the core only if
+        they are still those bytes; a concurrent change makes it read again."""
+        raw_new = None if new is None else self._encode(new)
+        if expected is None:
+            return super().compare_and_set(key, None, raw_new)
+        while True:
+            raw = super().get(key, _MISSING)
+            if raw is _MISSING or self._loads(raw) != expected:
+                return False
+            if super().compare_and_set(key, raw, raw_new):
+                return True
+
+    # ---- views of later issues (ordered views, watch): values decoded the same way ----
+
+    def range(self, start: Key | None = None, stop: Key | None = None, *,
+              prefix: Key | None = None, reverse: bool = False,
+              values: bool = False) -> Iterator[Any]:
+        """As Store.range(); with values=True the values come decoded."""
+        if not values:
+            return super().range(start, stop, prefix=prefix, reverse=reverse)
+        loads = self._loads
+        return ((key, loads(raw)) for key, raw in
+                super().range(start, stop, prefix=prefix, reverse=reverse, values=True))
+
+    def watch(self, since: int | None = None,
+              timeout: float | None = None) -> Iterator[tuple[int, bytes, Any]]:
+        """As Store.watch(); values come decoded (None still means a delete)."""
+        loads = self._loads
+        for seq, key, raw in super().watch(since, timeout):
+            yield seq, key, None if raw is None else loads(raw)
+
+
+def open_shelf(path: str | bytes | PathLike[str] | PathLike[bytes], flag: str = "c",
+               protocol: int | None = None, writeback: bool = False,
+               **options: Any) -> shelve.Shelf[Any]:
+    """shelve.Shelf(mmkv.open(path, flag, **options), protocol, writeback): a persistent
+    dict of Python objects, keys str.
+
+    Warning: a shelf pickles its values, and reading a value unpickles it: never open a
+    shelf on a store that an untrusted process can write.
+    """
+    from ._open import open as open_store
+
+    store: Any = open_store(path, flag, **options)     # Shelf wants a str-keyed mapping
+    return shelve.Shelf(store, protocol=protocol, writeback=writeback)
