@@ -177,7 +177,69 @@ static PyObject *mmkv_py_put(PyObject *mod, PyObject *const *args, Py_ssize_t na
     return PyLong_FromLong(rc);
 }
 
+struct mmkv_py_batch {
+    PyObject *list;
+};
+
+static int mmkv_py_entry(void *ctx, size_t klen, size_t vlen, char **kdst, char **vdst)
+{
+    struct mmkv_py_batch *b = ctx;
+    PyObject *k = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)klen), *item = k;
+    if (!k)
+        return -1;
+    *kdst = PyBytes_AsString(k);
+    if (vdst) {
+        PyObject *v = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)vlen);
+        item = v ? PyTuple_New(2) : NULL;
+        if (!item) {
+            Py_DECREF(k);
+            Py_XDECREF(v);
+            return -1;
+        }
+        *vdst = PyBytes_AsString(v);
+        PyTuple_SetItem(item, 0, k);   /* steals */
+        PyTuple_SetItem(item, 1, v);
+    }
+    int rc = PyList_Append(b->list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* scan(iter_addr, desc, pos, end, with_values, max, store) -> (entries, done, current, pos):
+ * one batch of mmkv_iter_scan_cb as a list of keys or (key, value) tuples. */
+static PyObject *mmkv_py_scan(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (mmkv_py_args(nargs, 7, "scan") < 0)
+        return NULL;
+    mmkv_iter *it = PyLong_AsVoidPtr(args[0]);
+    uint64_t desc = PyLong_AsUnsignedLongLong(args[1]);
+    uint64_t pos = PyLong_AsUnsignedLongLong(args[2]);
+    uint64_t end = PyLong_AsUnsignedLongLong(args[3]);
+    int with_values = PyObject_IsTrue(args[4]);
+    size_t max = PyLong_AsSize_t(args[5]);
+    if (!it || PyErr_Occurred())
+        return NULL;
+    struct mmkv_py_batch b = {PyList_New(0)};
+    if (!b.list)
+        return NULL;
+    size_t n = 0;
+    uint64_t current = 0;
+    int rc = mmkv_iter_scan_cb(it, desc, &pos, end, max, with_values, mmkv_py_entry, &b, &n,
+                               &current);
+    if (rc < 0) {
+        Py_DECREF(b.list);
+        if (rc == -ENOMEM && PyErr_Occurred())
+            return NULL;
+        return mmkv_py_fail(args[6], rc);
+    }
+    return Py_BuildValue("(NOKK)", b.list, rc == 1 ? Py_True : Py_False,
+                         (unsigned long long)current, (unsigned long long)pos);
+}
+
 static PyMethodDef mmkv_py_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))mmkv_py_scan, METH_FASTCALL,
+     "scan(iter_addr, desc, pos, end, with_values, max, store)"},
     {"get", (PyCFunction)(void (*)(void))mmkv_py_get, METH_FASTCALL,
      "get(addr, key, store[, default])"},
     {"contains", (PyCFunction)(void (*)(void))mmkv_py_contains, METH_FASTCALL,

@@ -30,8 +30,8 @@ same case: the iterator pins the file it started on (which stays mapped, its tab
 until the iterator ends), collects what it passed there and continues in the new file.
 """
 import errno as _errno
+from itertools import chain as _chain
 from collections.abc import ItemsView, MutableMapping, ValuesView
-from struct import unpack_from as _unpack_from
 from time import monotonic as _monotonic
 
 import sys as _sys
@@ -44,7 +44,7 @@ if lib.mmkv_py_install() < 0:
 _fast = _sys.modules["mmkv._fast"]
 # get, contains and set are plain CPython functions of the binding (mmkv/_binding.c): one
 # call each, the value copied straight into the bytes object returned
-_fget, _fcontains, _fput = _fast.get, _fast.contains, _fast.put
+_fget, _fcontains, _fput, _fscan = _fast.get, _fast.contains, _fast.put, _fast.scan
 
 _BUF_LEN = 64 * 1024
 _BATCH = 1024
@@ -57,6 +57,9 @@ _ECLOSED = lib.MMKV_ECLOSED
 _pool = []
 _pool_pop = _pool.pop
 _pool_push = _pool.append
+
+
+_chain_batches = _chain.from_iterable
 
 
 def _new_buffer():
@@ -281,38 +284,24 @@ class Store(MutableMapping):
     # ---- iteration ----
 
     def _scan(self, it, desc, pos, end, state, with_values=False):
-        """One batch from table desc of the pinned file, from slot pos[0]: (entries, done,
-        current), entries being keys or (key, value) pairs; current is 0 once the handle
-        has moved to a compacted file."""
-        buf, lens, vlens, n, cur, need = state
-        while True:
-            rc = lib.mmkv_iter_scan_items(it, desc, pos, end, buf[0], len(buf[0]), lens,
-                                          vlens if with_values else ffi.NULL, _BATCH, n, cur,
-                                          need)
-            if rc != lib.MMKV_EBUFSIZE:
-                break
-            buf[0] = ffi.new("char[]", max(need[0], 2 * len(buf[0])))
-        if rc < 0:
-            self._fail(rc)
-        count = n[0]
-        if not count:
-            return [], rc == 1, cur[0]
-        sizes = ffi.unpack(lens, count)
-        if with_values:
-            sizes = [x for pair in zip(sizes, ffi.unpack(vlens, count)) for x in pair]
-        # one struct call cuts the batch into bytes objects at C speed
-        parts = _unpack_from("%ds" * len(sizes) % tuple(sizes), ffi.buffer(buf[0], sum(sizes)))
-        if with_values:
-            pairs = iter(parts)
-            entries = list(zip(pairs, pairs))
-        else:
-            entries = list(parts)
-        return entries, rc == 1, cur[0]
+        """One batch from table desc of the pinned file, from slot pos[0] (advanced): (entries,
+        done, current), entries a list of keys or (key, value) pairs built by the binding;
+        current is 0 once the handle has moved to a compacted file.  `state` is unused (kept
+        for callers of the buffer-based scan)."""
+        addr = int(ffi.cast("uintptr_t", it))
+        entries, done, current, pos[0] = _fscan(addr, desc, pos[0], end, with_values, _BATCH,
+                                                 self)
+        return entries, done, current
 
     def __iter__(self):
         return self._iterate(False)
 
     def _iterate(self, with_values):
+        # chain pulls each key from the current batch at C speed; the generator runs once
+        # per batch
+        return _chain_batches(self._batches_of(with_values))
+
+    def _batches_of(self, with_values):
         itp = ffi.new("mmkv_iter **")
         descp = ffi.new("uint64_t *")
         rc = lib.mmkv_iter_begin(self._h, itp, descp)
@@ -325,9 +314,7 @@ class Store(MutableMapping):
             lib.mmkv_iter_end(it)
 
     def _walk(self, it, descp, with_values):
-        state = ([ffi.new("char[]", _BUF_LEN)], ffi.new("uint32_t[]", _BATCH),
-                 ffi.new("uint32_t[]", _BATCH), ffi.new("size_t *"), ffi.new("uint64_t *"),
-                 ffi.new("size_t *"))
+        state = None
         desc = descp[0]
         pos = ffi.new("uint64_t *")
         skip = None
@@ -340,11 +327,11 @@ class Store(MutableMapping):
                 # yielded after it; the check below then raises
                 self._batches[id(entries)] = entries
                 try:
-                    yield from entries
+                    yield entries
                 finally:
                     self._batches.pop(id(entries), None)
-                if self._closed:
-                    self._fail(_ECLOSED)
+            if self._closed:
+                self._fail(_ECLOSED)
             if done:
                 return
             if current != desc:

@@ -30,18 +30,21 @@ struct iter_ctx {
     uint32_t *vlens;             /* items: value lengths (values follow their keys) */
     size_t max_keys, *n, *need;
     uint64_t *current;
+    mmkv_entry_fn fn;            /* instead of buf: the destination of each entry */
+    void *fn_ctx;
+    int with_values;
 };
 
 /* Would a lookup of r's key land on slot i?  1 yes, 0 no (a damaged table holds the key
- * twice, or under the wrong hash), or an error.  Keeps iteration to keys get() can see. */
+ * twice), or an error.  Keeps iteration to keys get() can see.  The probe starts from the
+ * record's own hash (covered by its CRC) instead of hashing the key again: that would cost
+ * a SipHash per key, and only a record forged with a wrong hash (which get() then misses)
+ * gets past it. */
 static int iter_reachable(mmkv_store *s, struct view *v, const struct table *t, uint64_t i,
                           const struct fmt_record *r)
 {
-    uint64_t hash = fmt_siphash13(v->g->sipkey, r + 1, r->klen);
-    if (hash != r->hash)
-        return 0;
     struct probe p;
-    int rc = table_probe(s, v, t, hash, (const char *)(r + 1), r->klen, 0, &p);
+    int rc = table_probe(s, v, t, r->hash, (const char *)(r + 1), r->klen, 0, &p);
     return rc < 0 ? rc : p.found == i;
 }
 
@@ -73,6 +76,17 @@ static int iter_scan_gen(mmkv_store *s, struct iter_ctx *c)
             if (rc < 0)
                 return rc;
             continue;   /* a damaged table lists this key elsewhere too: yield it once */
+        }
+        if (c->fn) {
+            char *kd, *vd = NULL;
+            size_t vlen = c->with_values ? r->vlen : 0;
+            if (c->fn(c->fn_ctx, r->klen, vlen, &kd, c->with_values ? &vd : NULL) < 0)
+                return -ENOMEM;
+            memcpy(kd, r + 1, r->klen);
+            if (vd)
+                memcpy(vd, (const char *)(r + 1) + r->klen, vlen);
+            n++;
+            continue;
         }
         size_t len = r->klen + (c->vlens ? r->vlen : 0);
         if (used + len > c->cap) {
@@ -185,7 +199,31 @@ int mmkv_iter_scan_items(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t e
                          size_t cap, uint32_t *lens, uint32_t *vlens, size_t max_keys,
                          size_t *n, uint64_t *current, size_t *need)
 {
-    struct iter_ctx c = {it->g, desc, pos, end, buf, cap, lens, vlens, max_keys, n, need, current};
+    struct iter_ctx c = {it->g, desc, pos, end, buf, cap, lens, vlens, max_keys, n, need, current,
+                         NULL, NULL, 0};
+    int rc = iter_enter(it->s);
+    if (rc < 0)
+        return rc;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0) == 0) {
+        guard_arm(&env);
+        rc = iter_scan_gen(it->s, &c);
+    } else {
+        wait_unwind();
+        rc = MMKV_EFAULT;
+    }
+    guard_disarm();
+    atomic_fetch_sub(&it->s->inflight, 1);
+    return rc;
+}
+
+int mmkv_iter_scan_cb(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end,
+                      size_t max_keys, int with_values, mmkv_entry_fn fn, void *ctx, size_t *n,
+                      uint64_t *current)
+{
+    size_t need = 0;
+    struct iter_ctx c = {it->g, desc, pos, end, NULL, 0, NULL, NULL, max_keys, n, &need,
+                         current, fn, ctx, with_values};
     int rc = iter_enter(it->s);
     if (rc < 0)
         return rc;

@@ -220,4 +220,12 @@ typedef char *(*mmkv_alloc_fn)(void *ctx, size_t len);
 int64_t mmkv_get_alloc(mmkv_store *s, const char *key, size_t klen, mmkv_alloc_fn alloc,
                        void *ctx);
 
+/* mmkv_iter_scan_items with a destination per entry: fn(ctx, klen, vlen, &key_dst,
+ * value_dst or NULL) returns 0 with where to copy (the core copies, after checking the
+ * record), or -1 to stop (the scan returns -ENOMEM).  Keys only unless with_values. */
+typedef int (*mmkv_entry_fn)(void *ctx, size_t klen, size_t vlen, char **kdst, char **vdst);
+int mmkv_iter_scan_cb(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end,
+                      size_t max_keys, int with_values, mmkv_entry_fn fn, void *ctx, size_t *n,
+                      uint64_t *current);
+
 #endif
