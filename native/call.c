@@ -40,22 +40,25 @@
 
 /* After a fault while holding the lock: undo or finish the write, release the lock.  Each
  * step is guarded again, since the mapping may be gone entirely. */
+static int64_t call_finish_write(void *g)
+{
+    struct view v;
+    store_view(g, &v);
+    commit_recover(&v);
+    return 0;
+}
+
+static int64_t call_unlock(void *g)
+{
+    struct view v = {.g = g};
+    lock_release(&v);
+    return 0;
+}
+
 static void call_fault_cleanup(struct gen *g)
 {
-    sigjmp_buf env;
-    struct view v;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        store_view(g, &v);
-        commit_recover(&v);
-    }
-    guard_disarm();
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        v.g = g;
-        lock_release(&v);
-    }
-    guard_disarm();
+    guard_run(call_finish_write, g);
+    guard_run(call_unlock, g);
 }
 
 /* durable=True, under the lock after a write: one fdatasync.  The write's own record is
@@ -237,6 +240,21 @@ int64_t call_write(mmkv_store *s, store_op fn, void *ctx)
     return call_run(s, fn, ctx, 1);
 }
 
+struct call_plain_ctx {
+    mmkv_store *s;
+    struct gen *g;
+    store_op fn;
+    void *ctx;
+};
+
+static int64_t call_plain_guarded(void *arg)
+{
+    struct call_plain_ctx *c = arg;
+    struct view v;
+    store_view(c->g, &v);
+    return c->fn(c->s, &v, c->ctx);
+}
+
 /* Pinned and guarded, on the current file as it is (no move, no lock). */
 int64_t call_plain(mmkv_store *s, store_op fn, void *ctx)
 {
@@ -248,17 +266,8 @@ int64_t call_plain(mmkv_store *s, store_op fn, void *ctx)
         atomic_fetch_sub(&s->inflight, 1);
         return MMKV_ECLOSED;
     }
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        struct view v;
-        store_view(g, &v);
-        rc = fn(s, &v, ctx);
-    } else {
-        wait_unwind();
-        rc = MMKV_EFAULT;
-    }
-    guard_disarm();
+    struct call_plain_ctx c = {s, g, fn, ctx};
+    rc = guard_run(call_plain_guarded, &c);
     store_gen_unpin(g);
     atomic_fetch_sub(&s->inflight, 1);
     return rc;

@@ -75,6 +75,23 @@ void guard_reassert(void)
     guard_prev = old;
 }
 
+/* The one guard block: run fn(ctx) with the guard armed; fn's result, or MMKV_EFAULT if
+ * the mapping faulted (after taking the GIL back if the fault came inside a wait).  Only
+ * the write frame (call.c), which must also clean up a write, has a block of its own. */
+int64_t guard_run(int64_t (*fn)(void *ctx), void *ctx)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) {
+        guard_disarm();
+        wait_unwind();
+        return MMKV_EFAULT;
+    }
+    guard_arm(&env);
+    int64_t rc = fn(ctx);
+    guard_disarm();
+    return rc;
+}
+
 void guard_arm(sigjmp_buf *env)
 {
     guard_env = env;

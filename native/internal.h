@@ -53,7 +53,8 @@ void os_after_fork_child(void);
 /* ---- guard.c: the SIGBUS guard around every access to the mapping ---- */
 
 int guard_install(void);
-void guard_reassert(void);         /* ours again if another handler replaced it */
+void guard_reassert(void);
+int64_t guard_run(int64_t (*fn)(void *ctx), void *ctx);   /* MMKV_EFAULT on SIGBUS */         /* ours again if another handler replaced it */
 void guard_arm(sigjmp_buf *env);
 void guard_disarm(void);
 

@@ -126,21 +126,51 @@ static uint64_t iter_desc(struct gen *g)
 
 /* 1 if the handle must move off g (the path names another file), else 0 with *desc set;
  * MMKV_EFAULT if the mapping faulted. */
+struct iter_moved_ctx {
+    mmkv_store *s;
+    struct gen *g;
+    uint64_t *desc;
+};
+
+static int64_t iter_gen_moved_guarded(void *arg)
+{
+    struct iter_moved_ctx *c = arg;
+    struct view v;
+    store_view(c->g, &v);
+    int moved = store_moved(c->s, c->g,
+                            atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire));
+    if (!moved)
+        *c->desc = iter_desc(c->g);
+    return moved;
+}
+
 static int iter_gen_moved(mmkv_store *s, struct gen *g, uint64_t *desc)
 {
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0)) {
-        guard_disarm();
-        return MMKV_EFAULT;
-    }
-    guard_arm(&env);
-    struct view v;
-    store_view(g, &v);
-    int moved = store_moved(s, g, atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire));
-    if (!moved)
-        *desc = iter_desc(g);
-    guard_disarm();
-    return moved;
+    struct iter_moved_ctx c = {s, g, desc};
+    return (int)guard_run(iter_gen_moved_guarded, &c);
+}
+
+struct iter_scan_call {
+    mmkv_store *s;
+    struct iter_ctx *c;
+};
+
+static int64_t iter_scan_guarded(void *arg)
+{
+    struct iter_scan_call *call = arg;
+    return iter_scan_gen(call->s, call->c);
+}
+
+/* One batch, counted in the handle's calls and guarded. */
+static int iter_scan_call(mmkv_iter *it, struct iter_ctx *c)
+{
+    int rc = iter_enter(it->s);
+    if (rc < 0)
+        return rc;
+    struct iter_scan_call call = {it->s, c};
+    rc = (int)guard_run(iter_scan_guarded, &call);
+    atomic_fetch_sub(&it->s->inflight, 1);
+    return rc;
 }
 
 int mmkv_iter_begin(mmkv_store *s, mmkv_iter **out, uint64_t *desc)
@@ -201,20 +231,7 @@ int mmkv_iter_scan_items(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t e
 {
     struct iter_ctx c = {it->g, desc, pos, end, buf, cap, lens, vlens, max_keys, n, need, current,
                          NULL, NULL, 0};
-    int rc = iter_enter(it->s);
-    if (rc < 0)
-        return rc;
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        rc = iter_scan_gen(it->s, &c);
-    } else {
-        wait_unwind();
-        rc = MMKV_EFAULT;
-    }
-    guard_disarm();
-    atomic_fetch_sub(&it->s->inflight, 1);
-    return rc;
+    return iter_scan_call(it, &c);
 }
 
 int mmkv_iter_scan_cb(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end,
@@ -224,20 +241,7 @@ int mmkv_iter_scan_cb(mmkv_iter *it, uint64_t desc, uint64_t *pos, uint64_t end,
     size_t need = 0;
     struct iter_ctx c = {it->g, desc, pos, end, NULL, 0, NULL, NULL, max_keys, n, &need,
                          current, fn, ctx, with_values};
-    int rc = iter_enter(it->s);
-    if (rc < 0)
-        return rc;
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        rc = iter_scan_gen(it->s, &c);
-    } else {
-        wait_unwind();
-        rc = MMKV_EFAULT;
-    }
-    guard_disarm();
-    atomic_fetch_sub(&it->s->inflight, 1);
-    return rc;
+    return iter_scan_call(it, &c);
 }
 
 int mmkv_iter_repin(mmkv_iter *it, uint64_t *desc)

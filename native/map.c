@@ -149,27 +149,27 @@ int map_gen_map(struct gen *g, uint64_t size)
 
 /* The last opener anywhere (it can take the write lock on byte 0) marks the file clean,
  * after a sync: a clean file needs no recovery scan even after a reboot. */
+static int64_t map_mark_clean_guarded(void *arg)
+{
+    struct gen *g = arg;
+    struct mapping *m = atomic_load(&g->map);
+    if (!m || g->readonly || os_ofd_lock(g->fd, F_WRLCK, 0, 0) != 0)
+        return 0;
+    struct fmt_header *h = (struct fmt_header *)m->base;
+    /* data first, then the clean mark: a clean mark on disk before the data would let the
+     * next boot skip the scan over a log that lost its tail */
+    if (atomic_load(&h->state) == FMT_ACTIVE && (g->shm || os_vt.fdatasync(g->fd) == 0)) {
+        atomic_store(&h->synced_tail, atomic_load(&h->tail));
+        atomic_store(&h->dirty, 0);
+        if (!g->shm)
+            os_vt.fdatasync(g->fd);
+    }
+    return 0;
+}
+
 static void map_mark_clean(struct gen *g)
 {
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        struct mapping *m = atomic_load(&g->map);
-        if (m && !g->readonly && os_ofd_lock(g->fd, F_WRLCK, 0, 0) == 0) {
-            struct fmt_header *h = (struct fmt_header *)m->base;
-            /* data first, then the clean mark: a clean mark on disk before the data would let
-             * the next boot skip the scan over a log that lost its tail */
-            if (atomic_load(&h->state) == FMT_ACTIVE && (g->shm || os_vt.fdatasync(g->fd) == 0)) {
-                atomic_store(&h->synced_tail, atomic_load(&h->tail));
-                atomic_store(&h->dirty, 0);
-                if (!g->shm)
-                    os_vt.fdatasync(g->fd);
-            }
-        }
-    } else {
-        wait_unwind();
-    }
-    guard_disarm();
+    guard_run(map_mark_clean_guarded, g);
 }
 
 static void map_gen_free(struct gen *g, int last_user)

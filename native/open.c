@@ -182,28 +182,36 @@ static int open_attach_locks(mmkv_store *s, struct view *v, int alone, int power
     return 0;
 }
 
-static int open_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone,
-                                int power_loss)
+struct open_attach_ctx {
+    mmkv_store *s;
+    struct gen *g;
+    uint64_t size;
+    int alone, power_loss;
+};
+
+static int64_t open_attach_mapped(void *arg)
 {
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0)) {
-        guard_disarm();
-        return MMKV_EFAULT;
-    }
-    guard_arm(&env);
-    int rc = map_gen_map(g, size);
+    struct open_attach_ctx *c = arg;
+    struct gen *g = c->g;
+    int rc = map_gen_map(g, c->size);
     struct view v;
     if (rc == 0) {
         store_view(g, &v);
-        if (!power_loss)   /* after a power loss only the log counts; checked after the scan */
-            rc = open_validate(s, &v);
+        if (!c->power_loss)   /* after a power loss only the log counts; checked after the scan */
+            rc = open_validate(c->s, &v);
     }
     if (rc == 0 && !g->readonly)
-        rc = open_attach_locks(s, &v, alone, power_loss);
+        rc = open_attach_locks(c->s, &v, c->alone, c->power_loss);
     if (rc == 0 && !g->readonly)
-        rc = open_validate(s, &v);
-    guard_disarm();
+        rc = open_validate(c->s, &v);
     return rc;
+}
+
+static int open_attach_guarded(mmkv_store *s, struct gen *g, uint64_t size, int alone,
+                                int power_loss)
+{
+    struct open_attach_ctx c = {s, g, size, alone, power_loss};
+    return (int)guard_run(open_attach_mapped, &c);
 }
 
 /* Was the machine restarted while the file was open (dirty, another boot)?  Then the page
@@ -412,15 +420,11 @@ int mmkv_close(mmkv_store *s)
 
 /* Freed while its own thread holds lock() through it: release that first (the lock()
  * pin keeps the lock page mapped; the guard covers a file truncated underneath). */
-static void open_drop_user_locks(mmkv_store *s)
+static int64_t open_drop_user_locks(void *arg)
 {
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        while (lock_user_drop(s) == 0)
-            ;
-    }
-    guard_disarm();
+    while (lock_user_drop(arg) == 0)
+        ;
+    return 0;
 }
 
 void mmkv_free(mmkv_store *s)
@@ -428,7 +432,7 @@ void mmkv_free(mmkv_store *s)
     if (!s)
         return;
     if (mmkv_close(s) == MMKV_EBUSY) {
-        open_drop_user_locks(s);
+        guard_run(open_drop_user_locks, s);
         mmkv_close(s);
     }
     open_free_struct(s);

@@ -508,10 +508,8 @@ int mmkv_lock_depth(mmkv_store *s)
     return s->user_locks;
 }
 
-static int64_t op_unlock(mmkv_store *s, struct view *v, void *arg)
+static int64_t op_unlock(void *s)
 {
-    (void)v;
-    (void)arg;
     return lock_user_drop(s);
 }
 
@@ -523,16 +521,7 @@ int mmkv_unlock(mmkv_store *s)
     if (!g || s->user_locks <= 0 || !lock_held_by_me(g))
         return MMKV_ENOTLOCKED;
     /* the lock() pin keeps g mapped, even after close: guard the lock page only */
-    sigjmp_buf env;
-    int rc;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        rc = (int)op_unlock(s, NULL, NULL);
-    } else {
-        rc = MMKV_EFAULT;
-    }
-    guard_disarm();
-    return rc;
+    return (int)guard_run(op_unlock, s);
 }
 
 /* ---- sync and stats ---- */
