@@ -177,6 +177,25 @@ static PyObject *mmkv_py_put(PyObject *mod, PyObject *const *args, Py_ssize_t na
     return PyLong_FromLong(rc);
 }
 
+/* delete(addr, key, store) -> None, or the core's error code (MMKV_ENOTFOUND, MMKV_EWAIT...) */
+static PyObject *mmkv_py_delete(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (mmkv_py_args(nargs, 3, "delete") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    PyObject *owned;
+    char *k;
+    Py_ssize_t kn;
+    if (!s || mmkv_py_bytes(args[2], args[1], "key", &owned, &k, &kn) < 0)
+        return NULL;
+    int rc = mmkv_delete(s, k, (size_t)kn);
+    Py_XDECREF(owned);
+    if (rc == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(rc);
+}
+
 struct mmkv_py_batch {
     PyObject *list;
 };
@@ -246,6 +265,8 @@ static PyMethodDef mmkv_py_methods[] = {
      "contains(addr, key, store)"},
     {"put", (PyCFunction)(void (*)(void))mmkv_py_put, METH_FASTCALL,
      "put(addr, key, value, store)"},
+    {"delete", (PyCFunction)(void (*)(void))mmkv_py_delete, METH_FASTCALL,
+     "delete(addr, key, store)"},
     {NULL, NULL, 0, NULL},
 };
 

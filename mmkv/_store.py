@@ -44,7 +44,8 @@ if lib.mmkv_py_install() < 0:
 _fast = _sys.modules["mmkv._fast"]
 # get, contains and set are plain CPython functions of the binding (mmkv/_binding.c): one
 # call each, the value copied straight into the bytes object returned
-_fget, _fcontains, _fput, _fscan = _fast.get, _fast.contains, _fast.put, _fast.scan
+_fget, _fcontains, _fput, _fdel, _fscan = (_fast.get, _fast.contains, _fast.put, _fast.delete,
+                                          _fast.scan)
 
 _BUF_LEN = 64 * 1024
 _BATCH = 1024
@@ -197,8 +198,14 @@ class Store(MutableMapping):
             self._fail(rc)
 
     def __delitem__(self, key):
-        k = _bytes(key)
-        rc = self._write(lib.mmkv_delete, k, len(k))
+        rc = _fdel(self._addr, key, self)
+        if rc is not None:
+            self._del_failed(rc, key)
+
+    def _del_failed(self, rc, key):
+        if rc == _EWAIT:
+            k = _bytes(key)
+            rc = self._wait(lib.mmkv_delete, (k, len(k)))
         if rc < 0:
             self._fail(rc, key)
 
