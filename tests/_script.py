@@ -37,15 +37,17 @@ def run(code, *args, timeout=60, env=None, returncode=0):
     """Run `code` with argv `args`; fail the test if it runs past `timeout` seconds (hung) or
     exits with another code than `returncode`.  Returns its stdout."""
     proc = spawn(code, *args, env=env)
+    hung = False
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        kill_group(proc)
+        hung = True
+    finally:
+        kill_group(proc)      # on a hang, and any grandchildren it left behind
+    if hung:
         out, err = proc.communicate()
         pytest.fail(f"script still running after {timeout} s (hung):\n--- stdout\n{out}\n"
                     f"--- stderr\n{err[-4000:]}")
-    finally:
-        kill_group(proc)      # grandchildren it left behind
     if proc.returncode != returncode:
         pytest.fail(f"script exited {proc.returncode} (want {returncode}):\n--- stdout\n{out}\n"
                     f"--- stderr\n{err[-6000:]}")
