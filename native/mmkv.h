@@ -206,6 +206,13 @@ void mmkv_after_fork_child(void);
 /* Tests: how many fdatasync calls this process has made (durable=True, sync()). */
 uint64_t mmkv_debug_sync_count(void);
 
+/* Tests: make the nth upcoming call (1-based) of the os.c table entry named `call` fail
+ * with -err without reaching the OS; nth = 0 clears every pending failure.  Names: "open",
+ * "close", "fstat", "fallocate", "ftruncate", "fdatasync", "pwrite", "rename", "unlink",
+ * "fsync_dir", "stat_ino", "fchmod", "seek_data", "seek_hole".  Returns 0, or MMKV_EINVAL for
+ * an unknown name or err <= 0.  Arm it between operations, from one thread. */
+int mmkv_debug_fail(const char *call, uint64_t nth, int err);
+
 /* A static description of an MMKV_E* code or -errno. */
 const char *mmkv_strerror(int rc);
 

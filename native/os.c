@@ -397,3 +397,97 @@ void os_after_fork_child(void)
     os_tid = 0;
     atomic_store(&os_pidns, 0);
 }
+
+/* ---- fault injection: mmkv_debug_fail ---------------------------------------------------
+ *
+ * Tests make the nth upcoming call of one os_vt entry fail, to drive the write path through
+ * ENOSPC, EIO or EINTR at every step (SQLite's idea).  The first request swaps every entry of
+ * os_vt for a wrapper that counts and then calls the real function saved in os_real; from
+ * then on each wrapper costs one atomic load per call.  The failing call does not reach the
+ * OS: it returns -err as if the system call had.  Not thread-safe against calls already in
+ * flight while the table is swapped (tests arm it from one thread, between operations). */
+
+enum {
+    FAULT_OPEN, FAULT_CLOSE, FAULT_FSTAT, FAULT_FALLOCATE, FAULT_FTRUNCATE, FAULT_FDATASYNC,
+    FAULT_PWRITE, FAULT_RENAME, FAULT_UNLINK, FAULT_FSYNC_DIR, FAULT_STAT_INO, FAULT_FCHMOD,
+    FAULT_SEEK_DATA, FAULT_SEEK_HOLE, FAULT_COUNT
+};
+
+static const char *const fault_names[FAULT_COUNT] = {
+    "open", "close", "fstat", "fallocate", "ftruncate", "fdatasync", "pwrite", "rename",
+    "unlink", "fsync_dir", "stat_ino", "fchmod", "seek_data", "seek_hole",
+};
+
+static struct os_vtable os_real;
+static _Atomic uint64_t fault_left[FAULT_COUNT];   /* calls to go before the failing one */
+static _Atomic int fault_err[FAULT_COUNT];
+static int fault_installed;
+
+/* 0 to go on with the real call, or the positive errno this call must fail with. */
+static int fault_take(int which)
+{
+    uint64_t left = atomic_load(&fault_left[which]);
+    while (left) {
+        if (atomic_compare_exchange_weak(&fault_left[which], &left, left - 1))
+            return left == 1 ? atomic_load(&fault_err[which]) : 0;
+    }
+    return 0;
+}
+
+#define FAULT_WRAP(name, which, params, args)                                                   \
+    static int fault_##name params                                                              \
+    {                                                                                           \
+        int e = fault_take(which);                                                              \
+        return e ? -e : os_real.name args;                                                      \
+    }
+
+FAULT_WRAP(open, FAULT_OPEN, (const char *path, int flags, unsigned mode), (path, flags, mode))
+FAULT_WRAP(close, FAULT_CLOSE, (int fd), (fd))
+FAULT_WRAP(fstat_size, FAULT_FSTAT, (int fd, uint64_t *size, uint64_t *dev, uint64_t *ino),
+           (fd, size, dev, ino))
+FAULT_WRAP(fallocate, FAULT_FALLOCATE, (int fd, uint64_t off, uint64_t len), (fd, off, len))
+FAULT_WRAP(ftruncate, FAULT_FTRUNCATE, (int fd, uint64_t len), (fd, len))
+FAULT_WRAP(fdatasync, FAULT_FDATASYNC, (int fd), (fd))
+FAULT_WRAP(pwrite, FAULT_PWRITE, (int fd, const void *buf, size_t len, uint64_t off),
+           (fd, buf, len, off))
+FAULT_WRAP(rename, FAULT_RENAME, (const char *from, const char *to), (from, to))
+FAULT_WRAP(unlink, FAULT_UNLINK, (const char *path), (path))
+FAULT_WRAP(fsync_dir, FAULT_FSYNC_DIR, (const char *path), (path))
+FAULT_WRAP(stat_ino, FAULT_STAT_INO, (const char *path, uint64_t *dev, uint64_t *ino),
+           (path, dev, ino))
+FAULT_WRAP(fchmod_like, FAULT_FCHMOD, (int from_fd, int to_fd), (from_fd, to_fd))
+FAULT_WRAP(seek_data, FAULT_SEEK_DATA, (int fd, uint64_t off, uint64_t *out), (fd, off, out))
+FAULT_WRAP(seek_hole, FAULT_SEEK_HOLE, (int fd, uint64_t off, uint64_t *out), (fd, off, out))
+
+static void fault_install(void)
+{
+    if (fault_installed)
+        return;
+    os_real = os_vt;
+    os_vt = (struct os_vtable){
+        fault_open, fault_close, fault_fstat_size, fault_fallocate, fault_ftruncate,
+        fault_fdatasync, fault_pwrite, fault_rename, fault_unlink, fault_fsync_dir,
+        fault_stat_ino, fault_fchmod_like, fault_seek_data, fault_seek_hole,
+    };
+    fault_installed = 1;
+}
+
+int mmkv_debug_fail(const char *call, uint64_t nth, int err)
+{
+    if (nth == 0) {
+        for (int i = 0; i < FAULT_COUNT; i++)
+            atomic_store(&fault_left[i], 0);
+        return 0;
+    }
+    if (err <= 0)
+        return MMKV_EINVAL;
+    for (int i = 0; i < FAULT_COUNT; i++) {
+        if (strcmp(call, fault_names[i]) == 0) {
+            fault_install();
+            atomic_store(&fault_err[i], err);
+            atomic_store(&fault_left[i], nth);
+            return 0;
+        }
+    }
+    return MMKV_EINVAL;
+}

@@ -3,10 +3,13 @@
 Keys come from a small alphabet (b"" included) so overwrites, deletes of present keys and
 collisions are frequent; values include b"" and ~5 KB ones. The store is created with
 initial_capacity=16, so table rebuilds happen; handles are reopened and doubled to check
-that what one handle did is what the next one sees. Invariants after every step: every open
-handle has len() == len(model), and the C structural check passes.
+that what one handle did is what the next one sees. The atomic operations (incr,
+compare_and_set), compact(), sync() and a few operations inside `with d.lock():` (through any
+open handle) are rules too. Invariants after every step: every open handle has
+len() == len(model), and the C structural check passes.
 """
 
+import re
 import shutil
 import tempfile
 
@@ -31,6 +34,26 @@ LARGE_VALUES = st.builds(  # ~5 KB, cheap to generate and to shrink
 )
 VALUES = st.one_of(st.just(b""), SMALL_VALUES, LARGE_VALUES)
 MISSING = object()
+INT64 = (-(1 << 63), (1 << 63) - 1)
+# values that are, or nearly are, incr's decimal integers ("as Redis does")
+NUMBER_TEXTS = st.one_of(
+    st.sampled_from([b"0", b"-0", b"007", b"+5", b" 5", b"5 ", b"12", b"-12", b"1e3",
+                     b"9223372036854775807", b"-9223372036854775808",
+                     b"9223372036854775808", b"-9223372036854775809", b"99999999999999999999"]),
+    st.integers(*INT64).map(lambda n: b"%d" % n),
+)
+INT_KEYS = st.one_of(st.just(b"n"), KEYS)
+LOCK_OPS = st.lists(st.tuples(st.sampled_from(["set", "del", "get", "incr", "cas"]), KEYS, VALUES),
+                    min_size=1, max_size=5)
+
+
+def as_int(value):
+    """incr's reading of a stored value: "0", or an optional '-' and 1 to 19 digits without a
+    leading zero, within 64 bits; None for anything else."""
+    if not re.fullmatch(rb"0|-?[1-9][0-9]{0,18}", value):
+        return None
+    n = int(value)
+    return n if INT64[0] <= n <= INT64[1] else None
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -107,6 +130,85 @@ class StoreMachine(RuleBasedStateMachine):
             k = b"many-%d" % i
             self.d[k] = v
             self.model[k] = v
+
+    # --- atomic read-modify-write ------------------------------------------------------------
+
+    @rule(k=INT_KEYS, text=NUMBER_TEXTS)
+    def set_number(self, k, text):
+        self.d[k] = text
+        self.model[k] = text
+
+    @rule(k=INT_KEYS, delta=st.one_of(st.integers(-1000, 1000), st.integers(*INT64)))
+    def incr(self, k, delta):
+        """API.md: a missing key counts as 0; a value that is not an integer: ValueError,
+        unchanged (and so is a result outside 64 bits)."""
+        cur = self.model.get(k)
+        n = 0 if cur is None else as_int(cur)
+        if n is None or not INT64[0] <= n + delta <= INT64[1]:
+            with pytest.raises(ValueError):
+                self.d.incr(k, delta)
+            return
+        assert self.d.incr(k, delta) == n + delta
+        self.model[k] = b"%d" % (n + delta)
+
+    @rule(k=KEYS, data=st.data(), new=st.one_of(st.none(), VALUES))
+    def compare_and_set(self, k, data, new):
+        """API.md: `expected=None` means "absent", `new=None` means "delete"."""
+        cur = self.model.get(k)
+        choices = [st.none(), VALUES] + ([st.just(cur)] if cur is not None else [])
+        expected = data.draw(st.one_of(*choices), label="expected")
+        swapped = cur is None if expected is None else cur == expected
+        assert self.d.compare_and_set(k, expected, new) is swapped
+        if swapped:
+            if new is None:
+                self.model.pop(k, None)
+            else:
+                self.model[k] = new
+
+    @rule(data=st.data(), ops=LOCK_OPS)
+    def in_lock(self, data, ops):
+        """A few operations inside `with d.lock():`, each through any open handle (API.md:
+        "that thread's operations inside, through any handle of this store, still work")."""
+        with self.d.lock():
+            for op, k, v in ops:
+                h = data.draw(st.sampled_from(self.handles), label="handle")
+                self._apply(h, op, k, v)
+
+    def _apply(self, h, op, k, v):
+        if op == "set":
+            h[k] = v
+            self.model[k] = v
+        elif op == "del":
+            assert h.pop(k, None) == self.model.pop(k, None)
+        elif op == "get":
+            assert h.get(k) == self.model.get(k)
+        elif op == "incr":
+            cur = self.model.get(k)
+            n = 0 if cur is None else as_int(cur)
+            if n is None:
+                with pytest.raises(ValueError):
+                    h.incr(k)
+            else:
+                assert h.incr(k) == n + 1
+                self.model[k] = b"%d" % (n + 1)
+        else:
+            swapped = self.model.get(k) is None
+            assert h.compare_and_set(k, None, v) is swapped
+            if swapped:
+                self.model[k] = v
+
+    # --- compaction and sync ------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def compact(self, data):
+        """compact() (or its dbm name) through any handle: contents unchanged."""
+        h = data.draw(st.sampled_from(self.handles), label="handle")
+        data.draw(st.sampled_from([h.compact, h.reorganize]), label="method")()
+        assert dict(self.d.items()) == self.model
+
+    @rule()
+    def sync(self):
+        self.d.sync()
 
     # --- reads ----------------------------------------------------------------------------
 
