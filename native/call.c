@@ -26,10 +26,10 @@
  * path) and moves.
  *
  * Limitation: the guard is a process-wide SIGBUS handler.  If a program installs its own
- * after mmkv (signal.signal(SIGBUS, ...)), the next open, iteration, lock(), stats(), sync(),
- * compact() or durable write puts mmkv's back (one system call, which those afford); a
- * plain read or write before that reaches a truncated file through the program's handler,
- * and a handler that returns makes the access fault again for ever.
+ * after mmkv (signal.signal(SIGBUS, ...)), every write, open, iteration start, stats() and
+ * sync() puts mmkv's back first (one system call, which those afford); a read before the
+ * next of those reaches a truncated file through the program's handler, and a handler that
+ * returns makes the access fault again for ever.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -210,8 +210,8 @@ static int64_t call_run(mmkv_store *s, store_op fn, void *ctx, int write)
     int64_t rc = call_enter(s, write);
     if (rc < 0)
         return rc;
-    if (write && s->durable)
-        guard_reassert();   /* a durable write's fdatasync dwarfs the system call */
+    if (write)
+        guard_reassert();   /* one system call; the read frame makes none (see the top) */
     for (int tries = 0;; tries++) {
         struct gen *g = store_gen_pin(s);
         if (!g) {

@@ -18,6 +18,49 @@
 #include <time.h>
 #include <unistd.h>
 
+/* ---- fault injection: mmkv_debug_fail ---------------------------------------------------
+ *
+ * Tests make the nth upcoming call of one system call fail, to drive the write path through
+ * ENOSPC, EIO or EINTR at every step (SQLite's idea).  The check sits where the system call
+ * is made, inside each function's own EINTR loop, so an injected EINTR is retried exactly as
+ * a real one would be and an injected ENOSPC travels the real error path.  Unarmed, it costs
+ * one relaxed atomic load per system call. */
+
+enum {
+    FAULT_OPEN, FAULT_CLOSE, FAULT_FSTAT, FAULT_FALLOCATE, FAULT_FTRUNCATE, FAULT_FDATASYNC,
+    FAULT_PWRITE, FAULT_RENAME, FAULT_UNLINK, FAULT_FSYNC_DIR, FAULT_STAT_INO, FAULT_FCHMOD,
+    FAULT_SEEK_DATA, FAULT_SEEK_HOLE, FAULT_COUNT
+};
+
+static const char *const fault_names[FAULT_COUNT] = {
+    "open", "close", "fstat", "fallocate", "ftruncate", "fdatasync", "pwrite", "rename",
+    "unlink", "fsync_dir", "stat_ino", "fchmod", "seek_data", "seek_hole",
+};
+
+static _Atomic uint64_t fault_left[FAULT_COUNT];   /* calls to go before the failing one */
+static _Atomic int fault_err[FAULT_COUNT];
+static _Atomic int fault_armed;
+
+/* 1 (errno set) if this call must fail, else 0: go on with the real system call. */
+static int fault_hit(int which)
+{
+    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed))
+        return 0;
+    uint64_t left = atomic_load(&fault_left[which]);
+    while (left) {
+        if (atomic_compare_exchange_weak(&fault_left[which], &left, left - 1)) {
+            if (left != 1)
+                return 0;
+            errno = atomic_load(&fault_err[which]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A system call expression, or -1 with errno when a test armed a fault for it. */
+#define OS_CALL(which, call) (fault_hit(which) ? -1 : (call))
+
 static int os_raise_nofile(void)
 {
     struct rlimit rl;
@@ -33,7 +76,7 @@ static int os_open_impl(const char *path, int flags, unsigned mode)
 {
     int fd, raised = 0;
     for (;;) {
-        fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, (mode_t)mode);
+        fd = OS_CALL(FAULT_OPEN, open(path, flags | O_CLOEXEC | O_NONBLOCK, (mode_t)mode));
         if (fd >= 0)
             break;
         if (errno == EINTR)
@@ -49,13 +92,13 @@ static int os_open_impl(const char *path, int flags, unsigned mode)
 
 static int os_close_impl(int fd)
 {
-    return close(fd) < 0 ? -errno : 0;
+    return OS_CALL(FAULT_CLOSE, close(fd)) < 0 ? -errno : 0;
 }
 
 static int os_fstat_impl(int fd, uint64_t *size, uint64_t *dev, uint64_t *ino)
 {
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (OS_CALL(FAULT_FSTAT, fstat(fd, &st)) < 0)
         return -errno;
     if (!S_ISREG(st.st_mode))
         return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
@@ -73,7 +116,7 @@ static int os_fallocate_impl(int fd, uint64_t off, uint64_t len)
     int rc;
     wait_begin();
     do
-        rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+        rc = OS_CALL(FAULT_FALLOCATE, fallocate(fd, 0, (off_t)off, (off_t)len));
     while (rc < 0 && errno == EINTR);
     if (rc < 0 && errno == EOPNOTSUPP)
         rc = -posix_fallocate(fd, (off_t)off, (off_t)len);
@@ -85,7 +128,11 @@ static int os_fallocate_impl(int fd, uint64_t off, uint64_t len)
 
 static int os_ftruncate_impl(int fd, uint64_t len)
 {
-    return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
+    int rc;
+    do
+        rc = OS_CALL(FAULT_FTRUNCATE, ftruncate(fd, (off_t)len));
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
 }
 
 /* After an fsync error the kernel may have dropped the dirty pages (fsyncgate): the caller
@@ -96,7 +143,11 @@ static int os_fdatasync_impl(int fd)
 {
     atomic_fetch_add(&os_sync_count, 1);
     wait_begin();
-    int rc = fdatasync(fd) < 0 ? -errno : 0;
+    int rc;
+    do
+        rc = OS_CALL(FAULT_FDATASYNC, fdatasync(fd));
+    while (rc < 0 && errno == EINTR);
+    rc = rc < 0 ? -errno : 0;
     wait_end();
     return rc;
 }
@@ -110,7 +161,7 @@ static int os_pwrite_impl(int fd, const void *buf, size_t len, uint64_t off)
 {
     const char *p = buf;
     while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        ssize_t n = OS_CALL(FAULT_PWRITE, pwrite(fd, p, len, (off_t)off));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -125,12 +176,20 @@ static int os_pwrite_impl(int fd, const void *buf, size_t len, uint64_t off)
 
 static int os_rename_impl(const char *from, const char *to)
 {
-    return rename(from, to) < 0 ? -errno : 0;
+    int rc;
+    do
+        rc = OS_CALL(FAULT_RENAME, rename(from, to));
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
 }
 
 static int os_unlink_impl(const char *path)
 {
-    return unlink(path) < 0 ? -errno : 0;
+    int rc;
+    do
+        rc = OS_CALL(FAULT_UNLINK, unlink(path));
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
 }
 
 /* fsync the directory holding path, so that a rename into it survives a power loss. */
@@ -153,7 +212,11 @@ static int os_fsync_dir_impl(const char *path)
     if (fd < 0)
         return -errno;
     wait_begin();
-    int rc = fsync(fd) < 0 ? -errno : 0;
+    int rc;
+    do
+        rc = OS_CALL(FAULT_FSYNC_DIR, fsync(fd));
+    while (rc < 0 && errno == EINTR);
+    rc = rc < 0 ? -errno : 0;
     wait_end();
     close(fd);
     return rc == -EINVAL ? 0 : rc;
@@ -162,7 +225,11 @@ static int os_fsync_dir_impl(const char *path)
 static int os_stat_ino_impl(const char *path, uint64_t *dev, uint64_t *ino)
 {
     struct stat st;
-    if (stat(path, &st) < 0)
+    int rc;
+    do
+        rc = OS_CALL(FAULT_STAT_INO, stat(path, &st));
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
         return -errno;
     *dev = (uint64_t)st.st_dev;
     *ino = (uint64_t)st.st_ino;
@@ -175,12 +242,17 @@ static int os_fchmod_like_impl(int from_fd, int to_fd)
     struct stat st;
     if (fstat(from_fd, &st) < 0)
         return -errno;
-    return fchmod(to_fd, st.st_mode & 07777) < 0 ? -errno : 0;
+    int rc;
+    do
+        rc = OS_CALL(FAULT_FCHMOD, fchmod(to_fd, st.st_mode & 07777));
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
 }
 
 static int os_seek_impl(int fd, uint64_t off, uint64_t *out, int whence)
 {
-    off_t r = lseek(fd, (off_t)off, whence);
+    off_t r = OS_CALL(whence == SEEK_DATA ? FAULT_SEEK_DATA : FAULT_SEEK_HOLE,
+                      lseek(fd, (off_t)off, whence));
     if (r < 0)
         return -errno;
     *out = (uint64_t)r;
@@ -398,80 +470,6 @@ void os_after_fork_child(void)
     atomic_store(&os_pidns, 0);
 }
 
-/* ---- fault injection: mmkv_debug_fail ---------------------------------------------------
- *
- * Tests make the nth upcoming call of one os_vt entry fail, to drive the write path through
- * ENOSPC, EIO or EINTR at every step (SQLite's idea).  The first request swaps every entry of
- * os_vt for a wrapper that counts and then calls the real function saved in os_real; from
- * then on each wrapper costs one atomic load per call.  The failing call does not reach the
- * OS: it returns -err as if the system call had.  Not thread-safe against calls already in
- * flight while the table is swapped (tests arm it from one thread, between operations). */
-
-enum {
-    FAULT_OPEN, FAULT_CLOSE, FAULT_FSTAT, FAULT_FALLOCATE, FAULT_FTRUNCATE, FAULT_FDATASYNC,
-    FAULT_PWRITE, FAULT_RENAME, FAULT_UNLINK, FAULT_FSYNC_DIR, FAULT_STAT_INO, FAULT_FCHMOD,
-    FAULT_SEEK_DATA, FAULT_SEEK_HOLE, FAULT_COUNT
-};
-
-static const char *const fault_names[FAULT_COUNT] = {
-    "open", "close", "fstat", "fallocate", "ftruncate", "fdatasync", "pwrite", "rename",
-    "unlink", "fsync_dir", "stat_ino", "fchmod", "seek_data", "seek_hole",
-};
-
-static struct os_vtable os_real;
-static _Atomic uint64_t fault_left[FAULT_COUNT];   /* calls to go before the failing one */
-static _Atomic int fault_err[FAULT_COUNT];
-static int fault_installed;
-
-/* 0 to go on with the real call, or the positive errno this call must fail with. */
-static int fault_take(int which)
-{
-    uint64_t left = atomic_load(&fault_left[which]);
-    while (left) {
-        if (atomic_compare_exchange_weak(&fault_left[which], &left, left - 1))
-            return left == 1 ? atomic_load(&fault_err[which]) : 0;
-    }
-    return 0;
-}
-
-#define FAULT_WRAP(name, which, params, args)                                                   \
-    static int fault_##name params                                                              \
-    {                                                                                           \
-        int e = fault_take(which);                                                              \
-        return e ? -e : os_real.name args;                                                      \
-    }
-
-FAULT_WRAP(open, FAULT_OPEN, (const char *path, int flags, unsigned mode), (path, flags, mode))
-FAULT_WRAP(close, FAULT_CLOSE, (int fd), (fd))
-FAULT_WRAP(fstat_size, FAULT_FSTAT, (int fd, uint64_t *size, uint64_t *dev, uint64_t *ino),
-           (fd, size, dev, ino))
-FAULT_WRAP(fallocate, FAULT_FALLOCATE, (int fd, uint64_t off, uint64_t len), (fd, off, len))
-FAULT_WRAP(ftruncate, FAULT_FTRUNCATE, (int fd, uint64_t len), (fd, len))
-FAULT_WRAP(fdatasync, FAULT_FDATASYNC, (int fd), (fd))
-FAULT_WRAP(pwrite, FAULT_PWRITE, (int fd, const void *buf, size_t len, uint64_t off),
-           (fd, buf, len, off))
-FAULT_WRAP(rename, FAULT_RENAME, (const char *from, const char *to), (from, to))
-FAULT_WRAP(unlink, FAULT_UNLINK, (const char *path), (path))
-FAULT_WRAP(fsync_dir, FAULT_FSYNC_DIR, (const char *path), (path))
-FAULT_WRAP(stat_ino, FAULT_STAT_INO, (const char *path, uint64_t *dev, uint64_t *ino),
-           (path, dev, ino))
-FAULT_WRAP(fchmod_like, FAULT_FCHMOD, (int from_fd, int to_fd), (from_fd, to_fd))
-FAULT_WRAP(seek_data, FAULT_SEEK_DATA, (int fd, uint64_t off, uint64_t *out), (fd, off, out))
-FAULT_WRAP(seek_hole, FAULT_SEEK_HOLE, (int fd, uint64_t off, uint64_t *out), (fd, off, out))
-
-static void fault_install(void)
-{
-    if (fault_installed)
-        return;
-    os_real = os_vt;
-    os_vt = (struct os_vtable){
-        fault_open, fault_close, fault_fstat_size, fault_fallocate, fault_ftruncate,
-        fault_fdatasync, fault_pwrite, fault_rename, fault_unlink, fault_fsync_dir,
-        fault_stat_ino, fault_fchmod_like, fault_seek_data, fault_seek_hole,
-    };
-    fault_installed = 1;
-}
-
 int mmkv_debug_fail(const char *call, uint64_t nth, int err)
 {
     if (nth == 0) {
@@ -483,9 +481,9 @@ int mmkv_debug_fail(const char *call, uint64_t nth, int err)
         return MMKV_EINVAL;
     for (int i = 0; i < FAULT_COUNT; i++) {
         if (strcmp(call, fault_names[i]) == 0) {
-            fault_install();
             atomic_store(&fault_err[i], err);
             atomic_store(&fault_left[i], nth);
+            atomic_store(&fault_armed, 1);
             return 0;
         }
     }
