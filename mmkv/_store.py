@@ -19,7 +19,7 @@ same case: the iterator pins the file it started on (which stays mapped, its tab
 until the iterator ends), collects what it passed there and continues in the new file.
 """
 import threading
-from collections.abc import ItemsView, MutableMapping, ValuesView
+from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
 from struct import unpack_from as _unpack_from
 
 from ._core import ffi, lib
@@ -29,6 +29,22 @@ _BUF_LEN = 64 * 1024
 _BATCH = 1024
 _MISSING = object()
 _tls = threading.local()
+_raw_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def _pairs(items):
+    """A list of (key, value) from an iterable of pairs, with dict.update's errors."""
+    out = []
+    for i, pair in enumerate(items):
+        try:
+            key, value = pair
+        except TypeError:
+            raise TypeError(f"cannot convert update sequence element #{i} to a sequence") from None
+        except ValueError:
+            raise ValueError(f"update sequence element #{i} has length {len(pair)}; "
+                             "2 is required") from None
+        out.append((key, value))
+    return out
 
 
 def _buffer():
@@ -410,6 +426,130 @@ class Store(MutableMapping):
         return f"<mmkv.Store {self._path!r} flag={self._flag!r}>"
 
     __hash__ = None
+
+    # ---- batches ----
+    # (issue 11: one call into the core per batch; issue 12: seq, range and watch.  Kept
+    # together at the end of the class so the call-boundary work can merge around them.)
+
+    def get_many(self, keys, default=None):
+        """The values of keys, in order (default for a missing key), all as of one moment:
+        never part of another process's write.  One call into the core."""
+        ks = [k if type(k) is bytes else _bytes(k) for k in keys]
+        n = len(ks)
+        klens = ffi.new("uint32_t[]", [len(k) for k in ks])
+        vlens = ffi.new("int64_t[]", n)
+        need = ffi.new("size_t *")
+        cap = _BUF_LEN
+        data = b"".join(ks)
+        while True:
+            buf = _raw_alloc("char[]", cap)
+            rc = lib.mmkv_get_many(self._h, data, klens, n, buf, cap, vlens, need)
+            if rc != lib.MMKV_EBUFSIZE:
+                break
+            cap = max(need[0], 2 * cap)
+        if rc < 0:
+            self._fail(rc)
+        lens = ffi.unpack(vlens, n)
+        blob = ffi.buffer(buf, cap)
+        out, at = [], 0
+        for size in lens:
+            if size < 0:
+                out.append(default)
+            else:
+                out.append(blob[at:at + size])
+                at += size
+        return out
+
+    def set_many(self, items):
+        """Store every (key, value) of items (a mapping or an iterable of pairs) as one
+        write: after any crash all of it or none of it is there, and get_many never sees
+        part of it.  A key given twice takes its last value, as dict.update.  A bad key or
+        value raises TypeError/ValueError before anything is written."""
+        if isinstance(items, Mapping):
+            pairs = [(k, items[k]) for k in items]
+        elif hasattr(items, "keys"):
+            pairs = [(k, items[k]) for k in items.keys()]
+        else:
+            pairs = _pairs(items)
+        self._set_pairs(pairs)
+
+    def _set_pairs(self, pairs):
+        parts, klens, vlens = [], [], []
+        for key, value in pairs:
+            k = key if type(key) is bytes else _bytes(key)
+            v = value if type(value) is bytes else _bytes(value, "value")
+            parts.append(k)
+            parts.append(v)
+            klens.append(len(k))
+            vlens.append(len(v))
+        if not klens:
+            if lib.mmkv_count(self._h) < 0:
+                self._fail(lib.mmkv_count(self._h))
+            return
+        try:
+            kl = ffi.new("uint32_t[]", klens)
+            vl = ffi.new("uint32_t[]", vlens)
+        except OverflowError:
+            raise ValueError("key or value too large for this store") from None
+        rc = lib.mmkv_set_many(self._h, b"".join(parts), kl, vl, len(klens))
+        if rc < 0:
+            self._fail(rc)
+
+    def update(self, other=(), /, **kwds):
+        """D.update([E, ]**F): as dict.update, as one set_many (one write)."""
+        if isinstance(other, Mapping):
+            pairs = [(k, other[k]) for k in other]
+        elif hasattr(other, "keys"):
+            pairs = [(k, other[k]) for k in other.keys()]
+        else:
+            pairs = _pairs(other)
+        pairs.extend(kwds.items())
+        self._set_pairs(pairs)
+
+    def delete_many(self, keys):
+        """Remove every present key of keys as one write (all or none after any crash);
+        return how many were removed (a key given twice counts once)."""
+        ks = [k if type(k) is bytes else _bytes(k) for k in keys]
+        if not ks:
+            n = lib.mmkv_count(self._h)
+            if n < 0:
+                self._fail(n)
+            return 0
+        try:
+            kl = ffi.new("uint32_t[]", [len(k) for k in ks])
+        except OverflowError:
+            return self.delete_many([k for k in ks if len(k) < (1 << 32)])
+        n = lib.mmkv_delete_many(self._h, b"".join(ks), kl, len(ks))
+        if n < 0:
+            self._fail(n)
+        return n
+
+    @property
+    def seq(self):
+        """The store's change counter: it grows with every write, in any process (see
+        watch(since=...))."""
+        n = lib.mmkv_log_seq(self._h)
+        if n < 0:
+            self._fail(n)
+        return n
+
+    def range(self, start=None, stop=None, *, prefix=None, reverse=False, values=False):
+        """Keys (or (key, value) pairs with values=True) in bytewise order with
+        start <= key < stop, beginning with prefix when given; descending with reverse.
+        The iteration guarantee of iter() holds.  After the first call on a handle each call
+        costs O(log n + keys yielded) plus the changes made since, by any process (see
+        mmkv/_ordered.py)."""
+        from ._ordered import range_of
+        return range_of(self, start, stop, prefix, reverse, values)
+
+    def watch(self, since=None, timeout=None):
+        """Yield (seq, key, value) for every change committed after seq `since` (default:
+        now), in commit order, by any process; value is None for a delete.  Blocks until
+        the next change without polling; ends after `timeout` seconds without one.  Raises
+        mmkv.WatchLagged when a compaction dropped changes it had not seen (see
+        mmkv/_watch.py)."""
+        from ._watch import watch_of
+        return watch_of(self, since, timeout)
 
 
 class _Lock:

@@ -966,3 +966,11 @@ const char *mmkv_strerror(int rc)
     default: return rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error";
     }
 }
+
+/* ---- the guarded call, for batch.c and log.c (issues 11, 12) ---- */
+
+int64_t store_enter(mmkv_store *s, int64_t (*fn)(mmkv_store *, struct view *, void *), void *ctx,
+                    int write)
+{
+    return store_call(s, fn, ctx, write);
+}
