@@ -175,6 +175,8 @@ static int compact_fill(mmkv_store *s, struct view *a, const struct table *t,
         memcpy(n, r, len);
         n->seq = ++seq;
         n->epoch = (uint32_t)epoch;
+        n->flags = 0;       /* a copied record is no longer part of a batch */
+        n->reserved2 = 0;
         n->crc = fmt_record_crc(n);
         uint64_t j = n->hash & mask;
         while (atomic_load_explicit(&slots[j], memory_order_relaxed) != FMT_EMPTY)
