@@ -55,20 +55,23 @@ def watch_of(store, since, timeout):
         store._fail(rc)
     log = lgp[0]
     off = ffi.new("uint64_t *")
+    lagged = False
     if since is None:
         off[0] = pos.end
         since = 0
     else:
         rc = lib.mmkv_log_find(log, since, off)
-        if rc != 0:
+        if rc < 0:
             lib.mmkv_log_close(log)
-            if rc == 1:
-                raise _lagged(store)
             store._fail(rc)
-    return _follow(store, store._h, log, off, pos, since, timeout)
+        lagged = rc == 1
+    return _follow(store, store._h, log, off, pos, since, timeout, lagged)
 
 
-def _follow(store, handle, log, off, pos, since, timeout):
+def _follow(store, handle, log, off, pos, since, timeout, behind):
+    if behind:   # raised on the first next(), as every other outcome of the watch
+        lib.mmkv_log_close(log)
+        raise _lagged(store)
     sub = ffi.new("uint64_t *")
     buf = ffi.new("char[]", _BUF)
     items = ffi.new("struct mmkv_log_item[]", _BATCH)
