@@ -17,7 +17,9 @@
  * header.watchers is nonzero; a waiter registers in `watchers`, loads `wake`, re-checks the
  * log and sleeps on `wake` (a shared futex) for at most 100 ms.  Either the writer's
  * increment comes first (the waiter then sees the new records) or the writer sees the
- * waiter registered (and wakes it).  A waiter never blocks a writer.
+ * waiter registered (and wakes it).  A waiter never blocks a writer.  A handle opened "r"
+ * maps the file read-only and cannot register: its sleeps end at the 100 ms slice (or when
+ * a registered watcher's wake-up happens to reach the same word).
  */
 #include "internal.h"
 
@@ -319,13 +321,16 @@ static int log_wait_fn(mmkv_store *s, struct gen *g, void *arg)
     struct mmkv_log_pos pos;
     store_view(g, &v);
     struct fmt_header *h = view_hdr(&v);
-    atomic_fetch_add(&h->watchers, 1);
+    int registered = !g->readonly;   /* a read-only mapping cannot be written: see the top */
+    if (registered)
+        atomic_fetch_add(&h->watchers, 1);
     uint32_t w0 = atomic_load(&h->wake);
     log_pos(s, g, &v, &pos);
     int ready = pos.end > a->off || pos.retired;
     if (!ready)
         os_futex_wait(&h->wake, w0, a->timeout_ns < LOG_SLICE_NS ? a->timeout_ns : LOG_SLICE_NS);
-    atomic_fetch_sub(&h->watchers, 1);
+    if (registered)
+        atomic_fetch_sub(&h->watchers, 1);
     return ready;
 }
 
