@@ -18,6 +18,7 @@ left out.  Memory: the index holds one bytes object per key (about 40 bytes + th
 8 for the list slot).  Nothing here is written to the file.
 """
 import itertools
+import threading
 import weakref
 
 from sortedcontainers import SortedList
@@ -36,6 +37,7 @@ class _Index:
     """The sorted keys of one handle's store and the log position they reflect."""
 
     def __init__(self, store):
+        self.mutex = threading.RLock()   # threads of one handle share the index
         self.keys = SortedList()
         self.log = None
         self._finalizer = None
@@ -151,18 +153,19 @@ def _walk(store, lo, hi, reverse, values):
     index = _index_for(store)
     last = None
     while True:
-        index.refresh(store)
-        if lo is not None and hi is not None and lo >= hi:
-            return
-        if not reverse:
-            if last is None:
-                it = index.keys.irange(lo, hi, inclusive=(True, False))
+        with index.mutex:
+            index.refresh(store)
+            if lo is not None and hi is not None and lo >= hi:
+                return
+            if not reverse:
+                if last is None:
+                    it = index.keys.irange(lo, hi, inclusive=(True, False))
+                else:
+                    it = index.keys.irange(last, hi, inclusive=(False, False))
             else:
-                it = index.keys.irange(last, hi, inclusive=(False, False))
-        else:
-            it = index.keys.irange(lo, hi if last is None else last, inclusive=(True, False),
-                                   reverse=True)
-        chunk = list(itertools.islice(it, CHUNK))
+                it = index.keys.irange(lo, hi if last is None else last,
+                                       inclusive=(True, False), reverse=True)
+            chunk = list(itertools.islice(it, CHUNK))
         if not chunk:
             return
         last = chunk[-1]

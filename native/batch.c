@@ -241,6 +241,25 @@ static int64_t batch_place(mmkv_store *s, struct view *v, struct batch_rec *recs
     return rc < 0 ? rc : (int64_t)j;
 }
 
+/* How many of the kept records are keys absent from the current table (the inserts the
+ * table must make room for; overwrites need none). */
+static int64_t batch_count_new(mmkv_store *s, struct view *v, const struct batch_rec *recs,
+                               size_t m)
+{
+    struct table t;
+    int rc = table_get(s, v, atomic_load(&view_hdr(v)->table_desc), &t);
+    if (rc < 0)
+        return rc;
+    int64_t inserts = 0;
+    for (size_t i = 0; i < m; i++) {
+        struct probe p;
+        if ((rc = table_probe(s, v, &t, recs[i].hash, recs[i].key, recs[i].klen, 1, &p)) < 0)
+            return rc;
+        inserts += p.found == UINT64_MAX;
+    }
+    return inserts;
+}
+
 static int64_t op_write_many(mmkv_store *s, struct view *v, struct batch_ctx *c, int del)
 {
     struct batch_rec *recs = calloc(c->n ? c->n : 1, sizeof(*recs));
@@ -260,7 +279,9 @@ static int64_t op_write_many(mmkv_store *s, struct view *v, struct batch_ctx *c,
         }
     }
     size_t m = batch_dedupe(recs, c->n, v->g->sipkey, !del, &seen);
-    if (!del && (rc = table_reserve(s, v, m)) < 0)
+    if (!del && (rc = batch_count_new(s, v, recs, m)) < 0)
+        goto out;
+    if (!del && (rc = table_reserve(s, v, (uint64_t)rc)) < 0)
         goto out;
     struct change ch;
     rc = batch_place(s, v, recs, m, &ch);

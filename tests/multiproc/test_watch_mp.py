@@ -233,12 +233,13 @@ def test_stopped_or_killed_watcher_never_holds_writers_up(children, db_path):
     d.close()
 
 
-def test_watch_on_read_only_handle_sees_other_processes_writes(children, db_path):
-    """Watching needs no write access."""
+def test_watch_on_read_only_handle_waits_for_other_processes_writes(children, db_path):
+    """Watching needs no write access: a read-only watcher blocks, then sees the writes."""
     mmkv.open(db_path, "c").close()
     ro = mmkv.open(db_path, "r")
     w = ro.watch(timeout=30)
-    children.run(workers.batch_writer, db_path, [b"a", b"b"], 1, 0, timeout=60)
-    assert sorted(c[1:] for c in itertools.islice(w, 2)) == [(b"a", b"%08d" % 0),
-                                                              (b"b", b"%08d" % 0)]
+    children.start_reporting(workers.batch_writer, "writer", db_path, [b"a", b"b"], 1, 0)
+    got = sorted(c[1:] for c in itertools.islice(w, 2))   # waits: the child is starting
+    assert got == [(b"a", b"%08d" % 0), (b"b", b"%08d" % 0)]
+    children.collect(["writer"], timeout=60)
     ro.close()
