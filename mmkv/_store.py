@@ -482,9 +482,10 @@ class Store(MutableMapping):
             parts.append(v)
             klens.append(len(k))
             vlens.append(len(v))
-        if not klens:
-            if lib.mmkv_count(self._h) < 0:
-                self._fail(lib.mmkv_count(self._h))
+        if not klens:   # nothing to write; a closed handle still raises
+            n = lib.mmkv_count(self._h)
+            if n < 0:
+                self._fail(n)
             return
         try:
             kl = ffi.new("uint32_t[]", klens)

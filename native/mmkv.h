@@ -261,6 +261,9 @@ int mmkv_log_repin(mmkv_log *lg, struct mmkv_log_pos *pos, int *lagged);
 void mmkv_log_close(mmkv_log *lg);
 int64_t mmkv_log_seq(mmkv_store *s);
 
+/* Tests: how many FUTEX_WAKE calls this process has made (writers with watchers asleep). */
+uint64_t mmkv_debug_wake_count(void);
+
 /* cdef-end */
 
 #endif

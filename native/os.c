@@ -312,8 +312,16 @@ int os_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns
     return -errno;
 }
 
+static _Atomic uint64_t os_wake_count;
+
 /* Wake every sleeper on word; never blocks. */
 void os_futex_wake(_Atomic uint32_t *word)
 {
+    atomic_fetch_add(&os_wake_count, 1);
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+}
+
+uint64_t mmkv_debug_wake_count(void)
+{
+    return atomic_load(&os_wake_count);
 }

@@ -243,3 +243,25 @@ def test_watch_on_read_only_handle_waits_for_other_processes_writes(children, db
     assert got == [(b"a", b"%08d" % 0), (b"b", b"%08d" % 0)]
     children.collect(["writer"], timeout=60)
     ro.close()
+
+
+def test_writers_make_no_wake_call_without_watchers_and_wake_a_sleeping_one(children, db_path):
+    """Writers FUTEX_WAKE only while a watcher is registered: otherwise they pay nothing."""
+    from mmkv._core import lib
+    d = mmkv.open(db_path, "c")
+    before = lib.mmkv_debug_wake_count()
+    for i in range(200):
+        d[b"k%d" % i] = b"v"
+    d.set_many({b"a": b"1", b"b": b"2"})
+    assert lib.mmkv_debug_wake_count() == before
+    ready = CTX.Event()
+    proc = children.start(workers.watch_forever, db_path, ready)
+    assert ready.wait(60)
+    deadline = time.monotonic() + 30
+    while lib.mmkv_debug_wake_count() == before:   # until the watcher is asleep, registered
+        assert time.monotonic() < deadline, "no write woke the sleeping watcher"
+        d[b"poke"] = b"x"
+        time.sleep(0.01)
+    proc.kill()
+    proc.join(10)
+    d.close()
