@@ -62,6 +62,20 @@ class Writer:
         if present:
             self.one(k, None)
 
+    def popitem(self):
+        key, _ = self.d.popitem()
+        self.one(key, None)
+
+    def setdefault(self, k, v):
+        inserted = k not in self.model
+        self.d.setdefault(k, v)
+        if inserted:
+            self.one(k, v)
+
+    def cas(self, k, expected, new):
+        if self.d.compare_and_set(k, expected, new):
+            self.one(k, new)
+
     def set_many(self, items):
         self.d.set_many(items)
         last = {}
@@ -103,6 +117,12 @@ def test_watch_in_another_process_sees_exactly_the_writers_changes_in_order(chil
     w.incr(b"n", -2)
     w.pop(b"b")
     w.pop(b"absent")
+    w.setdefault(b"sd", b"first")
+    w.setdefault(b"sd", b"second")
+    w.cas(b"sd", b"first", b"swapped")
+    w.cas(b"sd", b"wrong", b"never")
+    w.cas(b"sd", b"swapped", None)
+    w.popitem()
     for i in range(300):                      # table rebuilds (initial_capacity=16)
         w.put(b"k%03d" % i, b"v%d" % i)
     w.set_many([(b"s1", b"x"), (b"s2", b"y"), (b"s1", b"z")])
