@@ -20,6 +20,7 @@ until the iterator ends), collects what it passed there and continues in the new
 """
 import threading
 from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
+from itertools import chain
 from struct import unpack_from as _unpack_from
 
 from ._core import ffi, lib
@@ -29,22 +30,41 @@ _BUF_LEN = 64 * 1024
 _BATCH = 1024
 _MISSING = object()
 _tls = threading.local()
+_chain = chain.from_iterable
 _raw_alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 def _pairs(items):
-    """A list of (key, value) from an iterable of pairs, with dict.update's errors."""
-    out = []
-    for i, pair in enumerate(items):
-        try:
-            key, value = pair
-        except TypeError:
-            raise TypeError(f"cannot convert update sequence element #{i} to a sequence") from None
-        except ValueError:
-            raise ValueError(f"update sequence element #{i} has length {len(pair)}; "
-                             "2 is required") from None
-        out.append((key, value))
-    return out
+    """Keys and values, as two lists, from an iterable of pairs, with dict.update's errors."""
+    keys, values = [], []
+    add_key, add_value = keys.append, values.append
+    try:
+        for key, value in items:
+            add_key(key)
+            add_value(value)
+    except (TypeError, ValueError):
+        _bad_pair(len(keys), items)
+        raise
+    return keys, values
+
+
+def _bad_pair(i, items):
+    """Raise dict.update's error for element i of items (when it is a sequence)."""
+    try:
+        pair = items[i]
+        n = len(pair)
+    except Exception:   # noqa: BLE001 - an iterator, or no len(): the original error stands
+        return
+    if n != 2:
+        raise ValueError(f"update sequence element #{i} has length {n}; 2 is required") from None
+
+
+def _mapping_lists(items):
+    """Keys and values of a mapping (or of anything with keys()), in its order."""
+    if type(items) is dict:
+        return list(items), list(items.values())
+    keys = list(items.keys())
+    return keys, [items[k] for k in keys]
 
 
 def _buffer():
@@ -465,47 +485,38 @@ class Store(MutableMapping):
         write: after any crash all of it or none of it is there, and get_many never sees
         part of it.  A key given twice takes its last value, as dict.update.  A bad key or
         value raises TypeError/ValueError before anything is written."""
-        if isinstance(items, Mapping):
-            pairs = [(k, items[k]) for k in items]
-        elif hasattr(items, "keys"):
-            pairs = [(k, items[k]) for k in items.keys()]
+        if isinstance(items, Mapping) or hasattr(items, "keys"):
+            self._set_lists(*_mapping_lists(items))
         else:
-            pairs = _pairs(items)
-        self._set_pairs(pairs)
+            self._set_lists(*_pairs(items))
 
-    def _set_pairs(self, pairs):
-        parts, klens, vlens = [], [], []
-        for key, value in pairs:
-            k = key if type(key) is bytes else _bytes(key)
-            v = value if type(value) is bytes else _bytes(value, "value")
-            parts.append(k)
-            parts.append(v)
-            klens.append(len(k))
-            vlens.append(len(v))
-        if not klens:   # nothing to write; a closed handle still raises
+    def _set_lists(self, keys, values):
+        ks = [k if type(k) is bytes else _bytes(k) for k in keys]
+        vs = [v if type(v) is bytes else _bytes(v, "value") for v in values]
+        if not ks:   # nothing to write; a closed handle still raises
             n = lib.mmkv_count(self._h)
             if n < 0:
                 self._fail(n)
             return
         try:
-            kl = ffi.new("uint32_t[]", klens)
-            vl = ffi.new("uint32_t[]", vlens)
+            kl = ffi.new("uint32_t[]", list(map(len, ks)))
+            vl = ffi.new("uint32_t[]", list(map(len, vs)))
         except OverflowError:
             raise ValueError("key or value too large for this store") from None
-        rc = lib.mmkv_set_many(self._h, b"".join(parts), kl, vl, len(klens))
+        rc = lib.mmkv_set_many(self._h, b"".join(_chain(zip(ks, vs))), kl, vl, len(ks))
         if rc < 0:
             self._fail(rc)
 
     def update(self, other=(), /, **kwds):
         """D.update([E, ]**F): as dict.update, as one set_many (one write)."""
-        if isinstance(other, Mapping):
-            pairs = [(k, other[k]) for k in other]
-        elif hasattr(other, "keys"):
-            pairs = [(k, other[k]) for k in other.keys()]
+        if isinstance(other, Mapping) or hasattr(other, "keys"):
+            keys, values = _mapping_lists(other)
         else:
-            pairs = _pairs(other)
-        pairs.extend(kwds.items())
-        self._set_pairs(pairs)
+            keys, values = _pairs(other)
+        if kwds:
+            keys.extend(kwds)
+            values.extend(kwds.values())
+        self._set_lists(keys, values)
 
     def delete_many(self, keys):
         """Remove every present key of keys as one write (all or none after any crash);
