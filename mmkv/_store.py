@@ -30,11 +30,10 @@ same case: the iterator pins the file it started on (which stays mapped, its tab
 until the iterator ends), collects what it passed there and continues in the new file.
 """
 import errno as _errno
-from itertools import chain as _chain
-from collections.abc import ItemsView, MutableMapping, ValuesView
-from time import monotonic as _monotonic
-
 import sys as _sys
+from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
+from itertools import chain as _chain
+from time import monotonic as _monotonic
 
 from ._core import ffi, lib
 from ._errors import LockTimeout, exception_for
@@ -60,11 +59,45 @@ _pool_pop = _pool.pop
 _pool_push = _pool.append
 
 
-_chain_batches = _chain.from_iterable
+_flatten = _chain.from_iterable
+_raw_alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 def _new_buffer():
     return ffi.new("char[]", _BUF_LEN)
+
+
+def _pairs(items):
+    """Keys and values, as two lists, from an iterable of pairs, with dict.update's errors."""
+    keys, values = [], []
+    add_key, add_value = keys.append, values.append
+    try:
+        for key, value in items:
+            add_key(key)
+            add_value(value)
+    except (TypeError, ValueError):
+        _bad_pair(len(keys), items)
+        raise
+    return keys, values
+
+
+def _bad_pair(i, items):
+    """Raise dict.update's error for element i of items (when it is a sequence)."""
+    try:
+        pair = items[i]
+        n = len(pair)
+    except Exception:   # noqa: BLE001 - an iterator, or no len(): the original error stands
+        return
+    if n != 2:
+        raise ValueError(f"update sequence element #{i} has length {n}; 2 is required") from None
+
+
+def _mapping_lists(items):
+    """Keys and values of a mapping (or of anything with keys()), in its order."""
+    if type(items) is dict:
+        return list(items), list(items.values())
+    keys = list(items.keys())
+    return keys, [items[k] for k in keys]
 
 
 def _buffer():
@@ -306,7 +339,7 @@ class Store(MutableMapping):
     def _iterate(self, with_values):
         # chain pulls each key from the current batch at C speed; the generator runs once
         # per batch
-        return _chain_batches(self._batches_of(with_values))
+        return _flatten(self._batches_of(with_values))
 
     def _batches_of(self, with_values):
         itp = ffi.new("mmkv_iter **")
@@ -501,6 +534,125 @@ class Store(MutableMapping):
         if self._closed:
             raise exception_for(lib.MMKV_ECLOSED, self._path)
         return self._reopen
+
+    # ---- batches ----
+    # (issue 11: one call into the core per batch; issue 12: seq, range and watch.  Kept
+    # together at the end of the class so the call-boundary work can merge around them.)
+
+    def get_many(self, keys, default=None):
+        """The values of keys, in order (default for a missing key), all as of one moment:
+        never part of another process's write.  One call into the core."""
+        ks = [k if type(k) is bytes else _bytes(k) for k in keys]
+        n = len(ks)
+        klens = ffi.new("uint32_t[]", [len(k) for k in ks])
+        vlens = ffi.new("int64_t[]", n)
+        need = ffi.new("size_t *")
+        cap = _BUF_LEN
+        data = b"".join(ks)
+        while True:
+            buf = _raw_alloc("char[]", cap)
+            rc = self._write(lib.mmkv_get_many, data, klens, n, buf, cap, vlens, need)
+            if rc != lib.MMKV_EBUFSIZE:
+                break
+            cap = max(need[0], 2 * cap)
+        if rc < 0:
+            self._fail(rc)
+        lens = ffi.unpack(vlens, n)
+        blob = ffi.buffer(buf, cap)
+        out, at = [], 0
+        for size in lens:
+            if size < 0:
+                out.append(default)
+            else:
+                out.append(blob[at:at + size])
+                at += size
+        return out
+
+    def set_many(self, items):
+        """Store every (key, value) of items (a mapping or an iterable of pairs) as one
+        write: after any crash all of it or none of it is there, and get_many never sees
+        part of it.  A key given twice takes its last value, as dict.update.  A bad key or
+        value raises TypeError/ValueError before anything is written."""
+        if isinstance(items, Mapping) or hasattr(items, "keys"):
+            self._set_lists(*_mapping_lists(items))
+        else:
+            self._set_lists(*_pairs(items))
+
+    def _set_lists(self, keys, values):
+        ks = [k if type(k) is bytes else _bytes(k) for k in keys]
+        vs = [v if type(v) is bytes else _bytes(v, "value") for v in values]
+        if not ks:   # nothing to write; a closed handle still raises
+            n = lib.mmkv_count(self._h)
+            if n < 0:
+                self._fail(n)
+            return
+        try:
+            kl = ffi.new("uint32_t[]", list(map(len, ks)))
+            vl = ffi.new("uint32_t[]", list(map(len, vs)))
+        except OverflowError:
+            raise ValueError("key or value too large for this store") from None
+        rc = self._write(lib.mmkv_set_many, b"".join(_flatten(zip(ks, vs))), kl, vl, len(ks))
+        if rc < 0:
+            self._fail(rc)
+
+    def update(self, other=(), /, **kwds):
+        """D.update([E, ]**F): as dict.update, as one set_many (one write)."""
+        if isinstance(other, Mapping) or hasattr(other, "keys"):
+            keys, values = _mapping_lists(other)
+        else:
+            keys, values = _pairs(other)
+        if kwds:
+            keys.extend(kwds)
+            values.extend(kwds.values())
+        if type(self).set_many is Store.set_many:
+            self._set_lists(keys, values)
+        else:                      # a subclass (codecs) encodes in its own set_many
+            self.set_many(zip(keys, values))
+
+    def delete_many(self, keys):
+        """Remove every present key of keys as one write (all or none after any crash);
+        return how many were removed (a key given twice counts once)."""
+        ks = [k if type(k) is bytes else _bytes(k) for k in keys]
+        if not ks:
+            n = lib.mmkv_count(self._h)
+            if n < 0:
+                self._fail(n)
+            return 0
+        try:
+            kl = ffi.new("uint32_t[]", [len(k) for k in ks])
+        except OverflowError:
+            return self.delete_many([k for k in ks if len(k) < (1 << 32)])
+        n = self._write(lib.mmkv_delete_many, b"".join(ks), kl, len(ks))
+        if n < 0:
+            self._fail(n)
+        return n
+
+    @property
+    def seq(self):
+        """The store's change counter: it grows with every write, in any process (see
+        watch(since=...))."""
+        n = lib.mmkv_log_seq(self._h)
+        if n < 0:
+            self._fail(n)
+        return n
+
+    def range(self, start=None, stop=None, *, prefix=None, reverse=False, values=False):
+        """Keys (or (key, value) pairs with values=True) in bytewise order with
+        start <= key < stop, beginning with prefix when given; descending with reverse.
+        The iteration guarantee of iter() holds.  After the first call on a handle each call
+        costs O(log n + keys yielded) plus the changes made since, by any process (see
+        mmkv/_ordered.py)."""
+        from ._ordered import range_of
+        return range_of(self, start, stop, prefix, reverse, values)
+
+    def watch(self, since=None, timeout=None):
+        """Yield (seq, key, value) for every change committed after seq `since` (default:
+        now), in commit order, by any process; value is None for a delete.  Blocks until
+        the next change without polling; ends after `timeout` seconds without one.  Raises
+        mmkv.WatchLagged when a compaction dropped changes it had not seen (see
+        mmkv/_watch.py)."""
+        from ._watch import watch_of
+        return watch_of(self, since, timeout)
 
 
 class _Lock:

@@ -100,6 +100,7 @@ int compact_resolve(mmkv_store *s, struct view *v)
         if (os_vt.stat_ino(s->path, &dev, &ino) == 0 && (dev != v->g->dev || ino != v->g->ino)) {
             atomic_store(&h->state, FMT_RETIRED);
             atomic_store(&h->compact_tag, 0);
+            commit_notify(h);
             return 1;
         }
     }
@@ -135,12 +136,22 @@ static int compact_measure(mmkv_store *s, struct view *v, const struct table *t,
     return 0;
 }
 
+/* Compaction keeps sequence numbers: B's copy (its table, then the live records) takes the
+ * seqs that end at A's last one, so B continues A's count, and B's base_seq says where its
+ * own changes begin (watch() and range() resume there).  A's seq is at least live + 1 (each
+ * live record and A's first table had a seq of their own) unless A is damaged. */
+static uint64_t compact_first_seq(struct fmt_header *ah, uint64_t live)
+{
+    uint64_t last = atomic_load(&ah->seq);
+    return last > live + 1 ? last - live : 1;
+}
+
 /* Write B's header, table and records through B's mapping. */
 static int compact_fill(mmkv_store *s, struct view *a, const struct table *t,
                         const struct compact_plan *p, struct view *b)
 {
     struct fmt_header *ah = view_hdr(a), *bh = view_hdr(b);
-    uint64_t epoch = atomic_load(&ah->epoch) + 1, seq = 1;
+    uint64_t epoch = atomic_load(&ah->epoch) + 1, seq = compact_first_seq(ah, p->live);
     memcpy(bh, ah, offsetof(struct fmt_header, table_desc));   /* the immutable part */
     struct fmt_record *tr = (struct fmt_record *)(b->base + FMT_ARENA_OFF);
     commit_write_header(tr, FMT_TABLE, 0, (uint32_t)(p->chunk - sizeof(*tr)), seq, epoch, 0);
@@ -164,6 +175,8 @@ static int compact_fill(mmkv_store *s, struct view *a, const struct table *t,
         memcpy(n, r, len);
         n->seq = ++seq;
         n->epoch = (uint32_t)epoch;
+        n->flags = 0;       /* a copied record is no longer part of a batch */
+        n->reserved2 = 0;
         n->crc = fmt_record_crc(n);
         uint64_t j = n->hash & mask;
         while (atomic_load_explicit(&slots[j], memory_order_relaxed) != FMT_EMPTY)
@@ -178,6 +191,9 @@ static int compact_fill(mmkv_store *s, struct view *a, const struct table *t,
     atomic_store(&bh->table_used, p->live);
     atomic_store(&bh->seq, seq);
     atomic_store(&bh->epoch, epoch);
+    bh->base_seq = seq;
+    bh->base_off = off;
+    atomic_store(&bh->published, off);
     atomic_store(&bh->synced_tail, off);
     atomic_store(&bh->dirty, 1);
     return 0;
@@ -266,6 +282,7 @@ int compact_run(mmkv_store *s, struct view *v)
         os_vt.fsync_dir(s->path);
     atomic_store_explicit(&h->state, FMT_RETIRED, memory_order_release);
     atomic_store(&h->compact_tag, 0);
+    commit_notify(h);   /* watchers asleep on A move on to B */
     compact_test_point(5);
     struct fmt_lockpage *lp = g->lockpg;
     store_gen_install(s, g);

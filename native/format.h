@@ -28,7 +28,8 @@
 
 /* Header states (compaction retires a file) and intent states (commit.c). */
 enum { FMT_ACTIVE = 0, FMT_RETIRING = 1, FMT_RETIRED = 2 };
-enum { FMT_INTENT_NONE = 0, FMT_INTENT_RESERVE = 1, FMT_INTENT_COMMIT = 2, FMT_INTENT_SWAP = 3 };
+enum { FMT_INTENT_NONE = 0, FMT_INTENT_RESERVE = 1, FMT_INTENT_COMMIT = 2, FMT_INTENT_SWAP = 3,
+       FMT_INTENT_BATCH = 4 };
 
 /* Page 0.  The first 128 bytes never change after creation and carry their own CRC. */
 struct fmt_header {
@@ -72,6 +73,15 @@ struct fmt_header {
     uint64_t i_new_seq;
     uint64_t i_new_used;
     uint64_t i_new_desc;
+    /* batches, snapshots and watching (zero in files written before them) */
+    _Atomic uint64_t snap;            /* seqlock: odd while a batch publishes, +2 per write */
+    _Atomic uint32_t wake;            /* futex word: +1 after every publish and at retirement */
+    _Atomic uint32_t watchers;        /* watchers asleep on `wake`; 0: writers make no syscall */
+    _Atomic uint64_t published;       /* the log up to here is visible to readers (0: = tail) */
+    uint64_t base_seq;                /* compacted file: records up to this seq are the copy */
+    uint64_t base_off;                /* compacted file: the first record after the copy */
+    uint64_t i_plan_off;              /* intent BATCH: the plan record (slot offset, word) pairs */
+    uint64_t i_plan_count;
 };
 
 _Static_assert(sizeof(_Atomic uint64_t) == 8, "8-byte atomics");
@@ -79,7 +89,8 @@ _Static_assert(offsetof(struct fmt_header, hdr_crc) == 124, "header crc offset")
 _Static_assert(offsetof(struct fmt_header, table_desc) == 128, "atomic words on their own line");
 _Static_assert(offsetof(struct fmt_header, table_used) == 192, "bookkeeping offset");
 _Static_assert(offsetof(struct fmt_header, intent) == 256, "intent offset");
-_Static_assert(sizeof(struct fmt_header) == 344, "header size");
+_Static_assert(offsetof(struct fmt_header, snap) == 344, "batch words offset");
+_Static_assert(sizeof(struct fmt_header) == 400, "header size");
 _Static_assert(sizeof(struct fmt_header) <= FMT_PAGE, "header fits its page");
 
 /* Page 1: the writer mutex, stamped with where and when it was initialised. */
@@ -105,6 +116,11 @@ _Static_assert(sizeof(struct fmt_lockpage) <= FMT_PAGE, "lock page fits");
 /* A record in the arena.  crc covers everything after itself up to the end of the value for
  * PUT and DEL, and the header alone for TABLE, PAD and CLEAR (their bodies are not data). */
 enum { FMT_PUT = 1, FMT_DEL = 2, FMT_TABLE = 3, FMT_PAD = 4, FMT_CLEAR = 5 };
+
+/* flags: FMT_FLAG_BATCH on every record of a batch (set_many, delete_many), whose first
+ * record holds in reserved2 the number of records of the batch, the last being its plan (a
+ * PAD whose body lists the slots to publish).  A log walk applies a batch whole or not. */
+#define FMT_FLAG_BATCH 1u
 
 struct fmt_record {
     uint32_t crc;

@@ -217,4 +217,33 @@ int recover_scan(mmkv_store *s, struct view *v);
 int recover_verify(mmkv_store *s, struct view *v, char *report, size_t cap,
                    struct mmkv_check_report *out);      /* power loss: rebuild from the log */
 
+/* ---- batches, snapshots and the log readers (issues 11, 12): batch.c, log.c ---- */
+
+/* os.c */
+int os_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns);
+void os_futex_wake(_Atomic uint32_t *word);
+
+/* store.c: the guarded call (read frame when write = 0, write frame otherwise) */
+
+/* table.c: make room for `inserts` more keys before a batch probes (rebuild if needed) */
+int table_reserve(mmkv_store *s, struct view *v, uint64_t inserts);
+
+/* commit.c: one record of a batch, probed and placed by the caller */
+struct batch_rec {
+    const char *key;
+    const char *val;
+    uint32_t klen;
+    uint32_t vlen;
+    uint64_t hash;
+    uint64_t slot_off;           /* the slot the record is published in */
+    int type;                    /* FMT_PUT or FMT_DEL */
+};
+
+/* Append recs[0..n) and their plan as one batch and publish them all under one intent
+ * (c->slot_off unused; counters as after the whole batch, plan and DEL records excluded). */
+int commit_batch(mmkv_store *s, struct view *v, const struct batch_rec *recs, size_t n,
+                 const struct change *c);
+/* After the slots are published: the snapshot word, `published`, and the watchers. */
+void commit_notify(struct fmt_header *h);
+
 #endif

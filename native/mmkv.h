@@ -216,6 +216,76 @@ int mmkv_debug_fail(const char *call, uint64_t nth, int err);
 /* A static description of an MMKV_E* code or -errno. */
 const char *mmkv_strerror(int rc);
 
+/* ---- batches (issue 11) ----
+ * Keys (and values) are passed packed one after another in one buffer, with their lengths
+ * in arrays.
+ * get_many: the values of keys[0..n), all as of one moment (never part of another write),
+ *   packed in key order into buf; vlens[i] gets each length, -1 for a missing key.  Values
+ *   that do not all fit cap: MMKV_EBUFSIZE with *need (retry bigger: the next snapshot may
+ *   need more).  A read-only handle that keeps finding a batch half-published (its writer
+ *   died and no writer has recovered it yet) gives up with -EAGAIN.
+ * set_many: data holds key 0, value 0, key 1, value 1, ...; one write: all of it or none
+ *   of it after any crash, and get_many never sees part of it.  A key given twice: the last
+ *   value wins.  Any length over the store's limits: MMKV_ETOOBIG and nothing is written.
+ * delete_many: removes the keys present; returns how many it removed (a key given twice
+ *   counts once).  One write, as set_many. */
+int mmkv_get_many(mmkv_store *s, const char *keys, const uint32_t *klens, size_t n, char *buf,
+                  size_t cap, int64_t *vlens, size_t *need);
+int mmkv_set_many(mmkv_store *s, const char *data, const uint32_t *klens, const uint32_t *vlens,
+                  size_t n);
+int64_t mmkv_delete_many(mmkv_store *s, const char *keys, const uint32_t *klens, size_t n);
+
+/* ---- the log: watch() and range()'s index (issue 12) ----
+ * A log reader pins the file the handle uses and walks its records from a byte offset.
+ * mmkv_log_pos says where that file stands: seq (the header's; the last one once the file
+ * is retired), end (records below it may be read: all of them are published), base_seq
+ * and base_off (a compacted file's copy of the live records holds the seqs up to base_seq
+ * and ends at base_off, where the file's own changes begin), and retired (a compaction
+ * replaced the file: end is final; finish reading, then mmkv_log_repin).
+ * mmkv_log_read: from *off (a record boundary, e.g. base_off or a previous *off) and *sub
+ *   (0, or where a clear's listing stopped), copy up to max_items changes into items and
+ *   buf: PUT (key, and the value when `values`), DEL (key), and for a CLEAR one DEL per key
+ *   it removed, all with the CLEAR's seq (type 5 with no key: a clear written before clears
+ *   named their table, meaning "every key").  Tables and padding are skipped.  *off and
+ *   *sub advance past what was copied.  MMKV_EBUFSIZE with *need: one change does not fit
+ *   an empty buf.  MMKV_ECORRUPT for a damaged record.
+ * mmkv_log_find: *off = the first record after seq after_seq (or end); returns 1 (with *off
+ *   = base_off) when the file no longer holds the changes after after_seq.
+ * mmkv_log_wait: 1 at once when the log has records past off or the file is retired; else
+ *   sleeps on the store's futex until a writer publishes, for at most min(timeout_ns,
+ *   100 ms), and returns 0 (a signal also ends the sleep).  It never delays a writer.
+ * mmkv_log_repin: move to the file the path names now; *lagged = 1 when changes between
+ *   the two files were lost (the new file does not continue the old one's last seq).
+ * mmkv_log_seq: the store's change counter (header seq), growing with every write. */
+typedef struct mmkv_log mmkv_log;
+struct mmkv_log_pos {
+    uint64_t epoch;
+    uint64_t seq;
+    uint64_t end;
+    uint64_t base_seq;
+    uint64_t base_off;
+    uint64_t retired;
+};
+struct mmkv_log_item {
+    uint64_t seq;
+    uint32_t type;               /* 1 PUT, 2 DEL, 5 CLEAR (every key) */
+    uint32_t klen;
+    uint64_t vlen;               /* of the value copied after the key (0 without values) */
+    uint64_t data_off;           /* the key at buf + data_off */
+};
+int mmkv_log_open(mmkv_store *s, mmkv_log **out, struct mmkv_log_pos *pos);
+int mmkv_log_read(mmkv_log *lg, uint64_t *off, uint64_t *sub, int values, char *buf, size_t cap,
+                  struct mmkv_log_item *items, size_t max_items, size_t *n, size_t *need,
+                  struct mmkv_log_pos *pos);
+int mmkv_log_find(mmkv_log *lg, uint64_t after_seq, uint64_t *off);
+int mmkv_log_wait(mmkv_log *lg, uint64_t off, uint64_t timeout_ns);
+int mmkv_log_repin(mmkv_log *lg, struct mmkv_log_pos *pos, int *lagged);
+void mmkv_log_close(mmkv_log *lg);
+int64_t mmkv_log_seq(mmkv_store *s);
+
+/* Tests: how many FUTEX_WAKE calls this process has made (writers with watchers asleep). */
+uint64_t mmkv_debug_wake_count(void);
+
 /* cdef-end */
 
 /* For bindings (not in the cffi cdef): mmkv_get, with the destination asked for once the

@@ -159,6 +159,7 @@ static int open_recover_alone(mmkv_store *s, struct view *v, const uint8_t boot[
         compact_resolve(s, v);
     memcpy(h->boot_id, boot, 16);
     atomic_store(&h->dirty, 1);
+    atomic_store(&h->watchers, 0);   /* alone: any registered watcher died with its process */
     return 0;
 }
 

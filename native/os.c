@@ -489,3 +489,38 @@ int mmkv_debug_fail(const char *call, uint64_t nth, int err)
     }
     return MMKV_EINVAL;
 }
+
+/* ---- futexes on a word of the shared mapping (watch(), issue 12) ---- */
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+
+/* Sleep while *word == expected, at most timeout_ns.  Shared (not FUTEX_PRIVATE_FLAG): the
+ * word lives in a file mapping, and the kernel keys it by inode and offset, so a FUTEX_WAKE
+ * from any process that maps the file reaches the sleeper.  0 woken or the value changed,
+ * -ETIMEDOUT, -EINTR (a signal: the caller returns so Python can run its handler). */
+int os_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns)
+{
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
+    wait_begin();   /* asleep outside the GIL */
+    long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, &ts, NULL, 0);
+    int err = errno;
+    wait_end();
+    if (rc == 0 || err == EAGAIN)
+        return 0;
+    return -err;
+}
+
+static _Atomic uint64_t os_wake_count;
+
+/* Wake every sleeper on word; never blocks. */
+void os_futex_wake(_Atomic uint32_t *word)
+{
+    atomic_fetch_add(&os_wake_count, 1);
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+}
+
+uint64_t mmkv_debug_wake_count(void)
+{
+    return atomic_load(&os_wake_count);
+}

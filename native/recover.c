@@ -94,7 +94,13 @@ struct walk {
     uint64_t last_table;         /* offset of the newest TABLE record */
     uint64_t records, live_bytes;
     int skip_crc;                /* negative-control tests only (MMKV_TEST_SCAN_NO_CRC) */
+    uint64_t batch_left;         /* records of the current batch still to come */
+    int skip_batch;              /* negative-control tests only (MMKV_TEST_SCAN_NO_BATCH) */
+    int ahead;                   /* inside walk_batch_whole's look-ahead */
 };
+
+static int walk_batch_whole(mmkv_store *s, const struct view *v, const struct walk *w,
+                            const struct fmt_record *r);
 
 /* Only PUT and DEL records carry a key; the others have klen 0 (checked before walk_len). */
 static int walk_kinds_ok(const struct fmt_record *r)
@@ -140,7 +146,37 @@ static const struct fmt_record *walk_next(mmkv_store *s, const struct view *v, s
         *why = "record sequence or epoch out of order";
         return NULL;
     }
+    if ((r->flags & FMT_FLAG_BATCH) && w->batch_left == 0 && !w->ahead && !w->skip_batch &&
+        !walk_batch_whole(s, v, w, r)) {
+        *why = "a batch whose records did not all reach the log";
+        return NULL;
+    }
     return r;
+}
+
+/* A batch (set_many, delete_many) counts whole or not at all: r, its first record, says how
+ * many records it has; they must all be valid and carry the batch flag, the last being its
+ * plan.  A power loss that kept only part of a batch thus ends the valid prefix before it. */
+static int walk_batch_whole(mmkv_store *s, const struct view *v, const struct walk *w,
+                            const struct fmt_record *r)
+{
+    struct walk t = *w;
+    const char *why;
+    t.ahead = 1;
+    if (r->reserved2 < 2)
+        return 0;
+    t.seq = r->seq;
+    t.epoch = r->epoch;
+    t.off += walk_len(r);
+    for (uint32_t k = 1; k < r->reserved2; k++) {
+        const struct fmt_record *q = walk_next(s, v, &t, &why);
+        if (!q || !(q->flags & FMT_FLAG_BATCH) || (k + 1 == r->reserved2 && q->type != FMT_PAD))
+            return 0;
+        t.seq = q->seq;
+        t.epoch = q->epoch;
+        t.off += walk_len(q);
+    }
+    return 1;
 }
 
 static int walk_apply(struct replay *m, struct walk *w, const struct fmt_record *r)
@@ -152,6 +188,8 @@ static int walk_apply(struct replay *m, struct walk *w, const struct fmt_record 
         replay_clear(m);
     else if (r->type == FMT_TABLE)
         w->last_table = w->off;
+    if (r->flags & FMT_FLAG_BATCH)
+        w->batch_left = w->batch_left ? w->batch_left - 1 : (uint64_t)r->reserved2 - 1;
     w->seq = r->seq;
     w->epoch = r->epoch;
     w->records++;
@@ -321,6 +359,8 @@ int recover_verify(mmkv_store *s, struct view *v, char *buf, size_t cap, struct 
             report_add(&rp, "log offset %llu: %s", (unsigned long long)w.off, why);
             break;
         }
+        if (r->flags & FMT_FLAG_BATCH)
+            w.batch_left = w.batch_left ? w.batch_left - 1 : (uint64_t)r->reserved2 - 1;
         w.seq = r->seq;
         w.epoch = r->epoch;
         w.records++;
@@ -433,6 +473,8 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
     atomic_store(&h->table_used, live);
     atomic_store(&h->garbage, end - FMT_ARENA_OFF - live_bytes - chunk);
     atomic_store(&h->intent, FMT_INTENT_NONE);
+    atomic_store(&h->published, end);
+    atomic_store(&h->snap, 0);
     if (atomic_load(&h->synced_tail) > end)
         atomic_store(&h->synced_tail, end);
     /* the rebuilt table, the zeroed tail and the raised epoch must be durable before new
@@ -452,6 +494,7 @@ int recover_scan(mmkv_store *s, struct view *v)
     struct walk w;
     walk_start(&w, v, size);
     w.skip_crc = getenv("MMKV_TEST_SCAN_NO_CRC") != NULL;
+    w.skip_batch = getenv("MMKV_TEST_SCAN_NO_BATCH") != NULL;
     const char *why;
     int rc = 0;
     for (;;) {

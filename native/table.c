@@ -151,6 +151,15 @@ static void table_write_filler(struct view *v, uint64_t off, int type, uint64_t 
     r->crc = fmt_record_crc(r);
 }
 
+/* A CLEAR record names the table it emptied (in its hash field): that table is frozen from
+ * then on and lists exactly the keys the clear removed, which watch() reports one by one. */
+static void table_mark_clear(struct view *v, uint64_t off, uint64_t old_desc)
+{
+    struct fmt_record *r = (struct fmt_record *)(v->base + off);
+    r->hash = old_desc;
+    r->crc = fmt_record_crc(r);
+}
+
 /* Copy the live slots of old into the chunk at toff.  The slot words stay the same: the tag
  * comes from the hash, which the record keeps, so no key is hashed again. */
 static int table_copy(mmkv_store *s, struct view *v, const struct table *old, uint64_t toff,
@@ -205,8 +214,10 @@ static int table_rebuild(mmkv_store *s, struct view *v, unsigned lg, int clear)
     h->i_reserve_off = tail;
     h->i_reserve_len = end - tail;
     atomic_store_explicit(&h->intent, FMT_INTENT_RESERVE, memory_order_release);
-    if (clear)
+    if (clear) {
         table_write_filler(v, tail, FMT_CLEAR, clear_len, ++seq, epoch);
+        table_mark_clear(v, tail, atomic_load(&h->table_desc));
+    }
     if (gap)
         table_write_filler(v, tail + clear_len, FMT_PAD, gap, ++seq, epoch);
     table_write_chunk(v, toff, lg, ++seq, epoch);
@@ -255,4 +266,25 @@ int table_reset(mmkv_store *s, struct view *v)
     if (lg < FMT_MIN_CAP_LG)
         lg = FMT_MIN_CAP_LG;
     return table_rebuild(s, v, lg, 1);
+}
+
+/* ---- batches (issue 11) ---- */
+
+/* Room for `inserts` new keys without passing the load limit: one rebuild, to a capacity
+ * that holds count + inserts keys at most 35% full (as table_make_room grows). */
+int table_reserve(mmkv_store *s, struct view *v, uint64_t inserts)
+{
+    struct fmt_header *h = view_hdr(v);
+    unsigned lg = fmt_desc_lg(atomic_load(&h->table_desc)) & 63;
+    uint64_t used = atomic_load(&h->table_used), count = atomic_load(&h->count);
+    if (lg > FMT_MAX_CAP_LG)
+        return MMKV_ECORRUPT;
+    if ((used + inserts) * 10 <= (1ull << lg) * 7)
+        return 0;
+    unsigned want = lg;
+    while (want < FMT_MAX_CAP_LG && (count + inserts) * 100 > (1ull << want) * 35)
+        want++;
+    if ((count + inserts) * 10 > (1ull << want) * 7)
+        return MMKV_EFULL;
+    return table_rebuild(s, v, want, 0);
 }

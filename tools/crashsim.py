@@ -92,6 +92,19 @@ class Round:
             d.clear()
             model.clear()
             yield
+        elif r < 0.96:                               # a batch is one operation: whole or not
+            items = [(b"m%d" % rng.randrange(60),
+                      bytes([rng.randrange(256)]) * rng.choice((0, 5, 300, 5000)))
+                     for _ in range(rng.randrange(1, 25))]
+            d.set_many(items)
+            model.update(items)
+            yield
+        elif r < 0.975:
+            keys = [b"m%d" % rng.randrange(60) for _ in range(rng.randrange(1, 25))] + [key]
+            d.delete_many(keys)
+            for k in keys:
+                model.pop(k, None)
+            yield
         else:
             for j in range(rng.randrange(1, 30)):   # bursts that force table rebuilds
                 k = b"b%d" % rng.randrange(200)

@@ -214,6 +214,32 @@ static size_t make_value(char *out, int i, int version)
     return n;
 }
 
+/* A set_many over new and existing keys and a delete_many, so bases hold batch records and
+ * their plans for the mutator to damage. */
+static void base_batches(mmkv_store *s)
+{
+    char data[2048], val[64];
+    uint32_t klens[24], vlens[24];
+    size_t used = 0;
+    for (int i = 0; i < 24; i++) {
+        int k = sprintf(data + used, "batch-%02d", i % 20);   /* four keys given twice */
+        int v = sprintf(val, "batch-value-%d", i);
+        memcpy(data + used + k, val, (size_t)v);
+        hist_add(data + used, (size_t)k, val, (size_t)v);
+        klens[i] = (uint32_t)k;
+        vlens[i] = (uint32_t)v;
+        used += (size_t)(k + v);
+    }
+    must(mmkv_set_many(s, data, klens, vlens, 24), "set_many");
+    used = 0;
+    for (int i = 0; i < 6; i++) {
+        klens[i] = (uint32_t)sprintf(data + used, "batch-%02d", i * 3);
+        used += klens[i];
+    }
+    if (mmkv_delete_many(s, data, klens, 6) != 6)
+        die("delete_many");
+}
+
 static void build_base(const char *path, int kind)
 {
     struct mmkv_options opt = {.initial_capacity = 16, .no_auto_compact = 1};
@@ -240,6 +266,7 @@ static void build_base(const char *path, int kind)
         big[i] = (char)(i * 7);
     base_put(s, longkey, sizeof(longkey), "long key", 8);
     base_put(s, "big", 3, big, sizeof(big));
+    base_batches(s);
     if (kind == 1) {
         must(mmkv_compact(s), "compact");
         for (int i = 0; i < 20; i++) {
@@ -544,8 +571,68 @@ static void iterate(mmkv_store *s)
     mmkv_iter_end(it);
 }
 
+/* get_many of every key in the history: each value one written for its key. */
+static void get_many_all(mmkv_store *s)
+{
+    static char keys[NKEYS * 700];
+    static uint32_t klens[NKEYS + 8];
+    static int64_t vlens[NKEYS + 8];
+    size_t used = 0, need = 0;
+    for (int i = 0; i < nhist; i++) {
+        memcpy(keys + used, hist[i].key, hist[i].klen);
+        klens[i] = (uint32_t)hist[i].klen;
+        used += hist[i].klen;
+    }
+    if (mmkv_get_many(s, keys, klens, (size_t)nhist, vbuf, vcap, vlens, &need) != 0)
+        return;
+    size_t at = 0;
+    for (int i = 0; i < nhist; i++) {
+        if (vlens[i] < 0)
+            continue;
+        if (vlens[i] > (int64_t)(vcap - at))
+            data_violation("get_many (length)", hist[i].key, hist[i].klen, (size_t)vlens[i]);
+        if (CHECK_DATA && !hist_value_ok(hist[i].key, hist[i].klen, vbuf + at, (size_t)vlens[i]))
+            data_violation("get_many", hist[i].key, hist[i].klen, (size_t)vlens[i]);
+        at += (size_t)vlens[i];
+    }
+}
+
+/* The log walk watch() and range() use, from the start, through clears and compactions:
+ * every item's key and value must lie inside the buffer. */
+static void log_walk(mmkv_store *s)
+{
+    mmkv_log *lg;
+    struct mmkv_log_pos pos;
+    struct mmkv_log_item items[64];
+    uint64_t off = 0, sub = 0;
+    size_t n, need;
+    if (mmkv_log_open(s, &lg, &pos) < 0)
+        return;
+    mmkv_log_find(lg, below(3) ? 0 : pos.seq / 2, &off);
+    for (int rounds = 0; rounds < 10000; rounds++) {
+        int rc = mmkv_log_read(lg, &off, &sub, (int)below(2), vbuf, vcap, items, 64, &n, &need, &pos);
+        if (rc < 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            if (items[i].data_off > vcap || items[i].klen + items[i].vlen > vcap - items[i].data_off)
+                data_violation("log_read (bounds)", "", 0, items[i].vlen);
+        if (n == 0 && off >= pos.end) {
+            int lagged;
+            if (!pos.retired || mmkv_log_repin(lg, &pos, &lagged) < 0)
+                break;
+            off = pos.base_off;
+            sub = 0;
+        }
+    }
+    mmkv_log_wait(lg, off, 1000);
+    mmkv_log_seq(s);
+    mmkv_log_close(lg);
+}
+
 static void reads(mmkv_store *s)
 {
+    get_many_all(s);
+    log_walk(s);
     struct mmkv_stats st;
     struct mmkv_check_report rep;
     char report[2048];
@@ -585,6 +672,11 @@ static void writes(mmkv_store *s, int heavy)
     mmkv_cas(s, "__probe__", 9, 0, "probe value", 11, 0, "swapped", 7);
     mmkv_cas(s, "__absent__", 10, 1, NULL, 0, 1, NULL, 0);
     mmkv_popitem(s, vbuf, vcap, &klen);
+    {
+        uint32_t kl[2] = {9, 11}, vl[2] = {7, 1};
+        mmkv_set_many(s, "__probe__swapped__default__D", kl, vl, 2);
+        mmkv_delete_many(s, "__absent____probe__", (uint32_t[]){10, 9}, 2);
+    }
     for (int i = 0; i < (heavy ? 40 : 3); i++) {   /* enough inserts for a table rebuild */
         int k = sprintf(small, "fuzz-insert-%d", i);
         mmkv_put(s, small, (size_t)k, small, (size_t)k);

@@ -1,0 +1,177 @@
+"""Ordered views: Store.range() over a per-handle sorted index of the store's keys.
+
+The index is a sortedcontainers.SortedList of keys (bytes sort bytewise), built on the first
+range() call from one batched scan and kept fresh by applying the log from where it last
+stopped (mmkv_log_read): PUT adds a key, DEL removes it, a clear removes the keys it lists.
+The log position is taken *before* the scan, so replaying from it fixes up whatever the scan
+saw mid-change (applying a key's newest record is idempotent).  A compaction, by any
+process, retires the file: the index finishes its log and goes on at the new file's own
+changes, or rebuilds when changes between the two files were lost.  Table rebuilds do not
+touch the log's records, so they need nothing.
+
+Iteration guarantee: range() refreshes the index, takes the next CHUNK keys after the last
+one it yielded (a bound, never a position), yields them, and repeats.  A key present for
+the whole iteration is in the index at every refresh and is passed exactly once; a yielded
+key was in the store when the index was refreshed during the iteration.  With values=True
+each chunk's values come from one get_many (one snapshot), and keys deleted meanwhile are
+left out.  Memory: the index holds one bytes object per key (about 40 bytes + the key, plus
+8 for the list slot).  Nothing here is written to the file.
+"""
+import itertools
+import threading
+import weakref
+
+from sortedcontainers import SortedList
+
+from ._core import ffi, lib
+
+CHUNK = 256
+_BATCH = 1024
+_BUF = 1 << 16
+_PUT, _DEL, _CLEAR = 1, 2, 5
+_MISSING = object()
+_indexes = {}   # id(store) -> _Index; dropped with the store
+
+
+class _Index:
+    """The sorted keys of one handle's store and the log position they reflect."""
+
+    def __init__(self, store):
+        self.mutex = threading.RLock()   # threads of one handle share the index
+        self.keys = SortedList()
+        self.log = None
+        self._finalizer = None
+        self.buf = ffi.new("char[]", _BUF)
+        self.items = ffi.new("struct mmkv_log_item[]", _BATCH)
+        self.off = ffi.new("uint64_t *")
+        self.sub = ffi.new("uint64_t *")
+        self.n = ffi.new("size_t *")
+        self.need = ffi.new("size_t *")
+        self.pos = ffi.new("struct mmkv_log_pos *")
+        self.lagged = ffi.new("int *")
+        self.build(store)
+
+    def build(self, store):
+        self.close()
+        lgp = ffi.new("mmkv_log **")
+        rc = lib.mmkv_log_open(store._h, lgp, self.pos)
+        if rc < 0:
+            store._fail(rc)
+        self.log = lgp[0]
+        # the finalizer holds the handle too, so the log is closed before the handle is freed
+        self._finalizer = weakref.finalize(self, _close_log, self.log, store._h)
+        self.off[0], self.sub[0] = self.pos.end, 0
+        self.keys = SortedList(store)
+        self.refresh(store)
+
+    def close(self):
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+            self.log = None
+
+    def refresh(self, store):
+        """Apply every change published since the last refresh, following compactions."""
+        while True:
+            rc = lib.mmkv_log_read(self.log, self.off, self.sub, 0, self.buf, len(self.buf),
+                                   self.items, _BATCH, self.n, self.need, self.pos)
+            if rc == lib.MMKV_EBUFSIZE:
+                self.buf = ffi.new("char[]", max(self.need[0], 2 * len(self.buf)))
+                continue
+            if rc < 0:
+                store._fail(rc)
+            count = self.n[0]
+            if count:
+                self._apply(count)
+                continue
+            if self.off[0] < self.pos.end:
+                continue
+            if not self.pos.retired:
+                return
+            rc = lib.mmkv_log_repin(self.log, self.pos, self.lagged)
+            if rc < 0:
+                store._fail(rc)
+            if self.lagged[0]:
+                self.build(store)
+                return
+            self.off[0], self.sub[0] = self.pos.base_off, 0
+
+    def _apply(self, count):
+        keys, data = self.keys, ffi.buffer(self.buf, len(self.buf))
+        for item in self.items[0:count]:
+            key = data[item.data_off:item.data_off + item.klen]
+            if item.type == _PUT:
+                if key not in keys:
+                    keys.add(key)
+            elif item.type == _DEL:
+                keys.discard(key)
+            elif item.type == _CLEAR:
+                keys.clear()
+
+
+def _close_log(log, handle):
+    lib.mmkv_log_close(log)
+
+
+def _index_for(store):
+    index = _indexes.get(id(store))
+    if index is None:
+        index = _indexes[id(store)] = _Index(store)
+        weakref.finalize(store, _indexes.pop, id(store), None)
+    return index
+
+
+def _bound(x, what):
+    from ._store import _bytes
+    if x is None:
+        return None
+    try:
+        return _bytes(x, what)
+    except TypeError:
+        raise TypeError(f"range() {what} must be bytes, bytearray, memoryview, str or None, "
+                        f"not {type(x).__name__}") from None
+
+
+def _after_prefix(prefix):
+    """The smallest key greater than every key beginning with prefix (None: no such key)."""
+    p = prefix.rstrip(b"\xff")
+    return p[:-1] + bytes([p[-1] + 1]) if p else None
+
+
+def range_of(store, start, stop, prefix, reverse, values):
+    """Store.range(): check the arguments now, iterate lazily."""
+    lo, hi = _bound(start, "start"), _bound(stop, "stop")
+    pre = _bound(prefix, "prefix")
+    if pre is not None:
+        lo = pre if lo is None else max(lo, pre)
+        end = _after_prefix(pre)
+        hi = end if hi is None else (hi if end is None else min(hi, end))
+    return _walk(store, lo, hi, bool(reverse), bool(values))
+
+
+def _walk(store, lo, hi, reverse, values):
+    index = _index_for(store)
+    last = None
+    while True:
+        with index.mutex:
+            index.refresh(store)
+            if lo is not None and hi is not None and lo >= hi:
+                return
+            if not reverse:
+                if last is None:
+                    it = index.keys.irange(lo, hi, inclusive=(True, False))
+                else:
+                    it = index.keys.irange(last, hi, inclusive=(False, False))
+            else:
+                it = index.keys.irange(lo, hi if last is None else last,
+                                       inclusive=(True, False), reverse=True)
+            chunk = list(itertools.islice(it, CHUNK))
+        if not chunk:
+            return
+        last = chunk[-1]
+        if values:
+            for key, value in zip(chunk, store.get_many(chunk, _MISSING)):
+                if value is not _MISSING:
+                    yield key, value
+        else:
+            yield from chunk
