@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 import types
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from ._codec import Codec, CodecStore, check_codec
 from ._core import ffi, lib
@@ -126,8 +126,11 @@ def open(path: PathArg, flag: str = "c", mode: int = 0o666,
     and unpickling data that an untrusted process could have written runs its code.
     """
     if isinstance(path, str) and path.startswith(("redis://", "rediss://", "redis+cluster://")):
-        from ._redis import open_url          # mmkv[redis]: Redis or Redis Cluster
-        return open_url(path, flag, mode, **options)
+        from ._redis import open_url  # mmkv[redis]: Redis or Redis Cluster
+
+        # a RedisStore is no Store subclass but offers the same surface (StoreProtocol,
+        # checked by tests/redis/test_redis_protocol.py): typed as the Store it stands for
+        return cast("Store[Any]", open_url(path, flag, mode, **options))
     code = _flag(flag)
     mode = _mode(mode)
     fspath = os.fspath(path)

@@ -6,7 +6,8 @@ every member is present with compatible parameters.  Code written against it run
 It says nothing about durability, locking strength or cost: the README says how they differ.
 """
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, ContextManager, Protocol, runtime_checkable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
 
 Key = bytes | bytearray | memoryview | str
 
@@ -35,7 +36,7 @@ class StoreProtocol(Protocol):
     # atomic read-modify-write and the lock
     def incr(self, key: Key, delta: int = 1) -> int: ...
     def compare_and_set(self, key: Key, expected: Any, new: Any) -> bool: ...
-    def lock(self, timeout: float | None = None) -> ContextManager[Any]: ...
+    def lock(self, timeout: float | None = None) -> AbstractContextManager[Any]: ...
 
     # batches
     def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]: ...

@@ -30,11 +30,10 @@ same case: the iterator pins the file it started on (which stays mapped, its tab
 until the iterator ends), collects what it passed there and continues in the new file.
 """
 import errno as _errno
-from itertools import chain as _chain
-from collections.abc import ItemsView, MutableMapping, ValuesView
-from time import monotonic as _monotonic
-
 import sys as _sys
+from collections.abc import ItemsView, MutableMapping, ValuesView
+from itertools import chain as _chain
+from time import monotonic as _monotonic
 
 from ._core import ffi, lib
 from ._errors import LockTimeout, exception_for
