@@ -1,13 +1,15 @@
 """StoreProtocol: the surface that every mmkv backend offers (API.md), named once.
 
 mmkv.Store (a local file or shared memory) and mmkv._redis.RedisStore (a Redis server or
-Redis Cluster) both satisfy it structurally; tests/redis/test_redis_protocol.py checks that
-every member is present with compatible parameters.  Code written against it runs on both.
+Redis Cluster) both satisfy it structurally, with a codec or without: mypy --strict checks
+it statically (the block at the end of this file, tools/check), and
+tests/redis/test_redis_protocol.py at run time that every member is present with compatible
+parameters.  Code written against it runs on both.
 It says nothing about durability, locking strength or cost: the README says how they differ.
 """
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 Key = bytes | bytearray | memoryview | str
 
@@ -24,9 +26,19 @@ class StoreProtocol(Protocol):
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[bytes]: ...
     def get(self, key: Key, default: Any = None) -> Any: ...
+    @overload
+    def pop(self, key: Key) -> Any: ...
+    @overload
+    def pop(self, key: Key, default: Any) -> Any: ...
     def pop(self, key: Key, default: Any = ...) -> Any: ...
     def popitem(self) -> tuple[bytes, Any]: ...
     def setdefault(self, key: Key, default: Any = None) -> Any: ...
+    # keyword arguments work too (str keys, UTF-8), but typeshed's MutableMapping offers
+    # them only to str-keyed mappings, so the typed surface leaves them out
+    @overload
+    def update(self, other: Mapping[Any, Any], /) -> None: ...
+    @overload
+    def update(self, other: Iterable[tuple[Any, Any]], /) -> None: ...
     def update(self, other: Any = (), /, **kwargs: Any) -> None: ...
     def clear(self) -> None: ...
     def keys(self) -> list[bytes]: ...
@@ -57,3 +69,17 @@ class StoreProtocol(Protocol):
     def close(self) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> Any: ...
+
+
+if TYPE_CHECKING:
+    # Static conformance, checked by mypy --strict (tools/check): each backend, with or
+    # without a codec, is a StoreProtocol.
+    from ._codec import CodecStore
+    from ._redis import RedisCodecStore, RedisStore
+    from ._store import Store
+
+    def _local(store: Store[bytes], coded: CodecStore) -> list[StoreProtocol]:
+        return [store, coded]
+
+    def _remote(store: RedisStore, coded: RedisCodecStore) -> list[StoreProtocol]:
+        return [store, coded]
