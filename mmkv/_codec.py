@@ -10,7 +10,10 @@ unpickles anything by itself: pickle is used only when the caller passes it as t
 """
 from __future__ import annotations
 
+import importlib
 import shelve
+import sys
+import types
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +33,24 @@ class Codec(Protocol):
     def dumps(self, obj: Any, /) -> bytes | str: ...
 
     def loads(self, data: bytes, /) -> Any: ...
+
+
+def codec_ref(codec: Codec | None) -> tuple[str, Any]:
+    """What a pickle holds for codec (every backend's __reduce__): a module (json, pickle,
+    msgpack) by its name, since modules do not pickle; any other codec as itself (it must
+    pickle); None as None."""
+    if isinstance(codec, types.ModuleType) and sys.modules.get(codec.__name__) is codec:
+        return ("module", codec.__name__)
+    return ("object", codec)
+
+
+def codec_from_ref(ref: tuple[str, Any]) -> Codec | None:
+    """The codec that codec_ref(codec) stands for, its module imported again."""
+    how, codec = ref
+    if how == "module":
+        module: Codec = importlib.import_module(codec)      # json, pickle, msgpack
+        return module
+    return check_codec(codec) if codec is not None else None
 
 
 def check_codec(codec: object) -> Codec:

@@ -12,11 +12,24 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterable, Iterator, ValuesView
 from typing import Any, Protocol
 
-from ._store import _bytes
+from ._store import _bytes, _timeout
 
 as_bytes = _bytes
 """as_bytes(x, what="key") -> bytes: bytes as they are; str as UTF-8; bytearray and
 memoryview copied; anything else a TypeError naming `what` ("key" or "value")."""
+
+check_timeout = _timeout
+"""check_timeout(value, what) -> float | None: None, or a number of seconds >= 0 as a
+float; TypeError for a non-number (bools included), ValueError for a negative or NaN."""
+
+FLAGS = ("r", "w", "c", "n")
+
+
+def check_flag(flag: object) -> str:
+    """open()'s flag, as dbm's: one of "r", "w", "c", "n"; ValueError otherwise."""
+    if not isinstance(flag, str) or flag not in FLAGS:
+        raise ValueError(f"flag must be one of 'r', 'w', 'c', 'n', not {flag!r}")
+    return flag
 
 _INT64 = 1 << 63
 

@@ -20,10 +20,7 @@ resharding) is not covered by the guarantee.
 """
 from __future__ import annotations
 
-import importlib
-import sys
 import threading
-import types
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -36,8 +33,8 @@ except ImportError as exc:                      # pragma: no cover - depends on 
     raise ImportError("Redis URLs need the redis extra: pip install 'mmkv[redis]'") from exc
 
 from . import _redis_scripts as lua
-from ._codec import Codec, CodecLayer
-from ._facade import Items, Values, as_bytes, check_delta, none_default, unseen
+from ._codec import Codec, CodecLayer, codec_from_ref, codec_ref
+from ._facade import Items, Values, as_bytes, check_delta, check_flag, none_default, unseen
 from ._redis_errors import closed, read_only, remote
 from ._redis_url import RedisURL, parse
 
@@ -93,8 +90,7 @@ class RedisStore(MutableMapping[bytes, bytes]):
     """
 
     def __init__(self, url: str, flag: str = "c", **options: Any) -> None:
-        if flag not in ("r", "w", "c", "n"):
-            raise ValueError(f"flag must be one of 'r', 'w', 'c', 'n', not {flag!r}")
+        check_flag(flag)
         self._raw_url, self._flag, self._options = url, flag, options
         self._u: RedisURL = parse(url, **options)
         self.url: str = self._u.url
@@ -443,12 +439,15 @@ class RedisStore(MutableMapping[bytes, bytes]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _codec_ref(self) -> str | Codec | None:
-        """The codec as a pickle holds it: None here (bytes); see RedisCodecStore."""
+    def _codec_of(self) -> Codec | None:
+        """The codec of the values: None (bytes); RedisCodecStore has one."""
         return None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return (_reopen, (self._raw_url, self._flag, self._codec_ref(), self._options))
+        """Pickle by URL, flag, options and codec: unpickling opens the same namespace (flag
+        "n" reopens with "c", never emptying it)."""
+        return (_reopen, (self._raw_url, self._flag, codec_ref(self._codec_of()),
+                          self._options))
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -461,18 +460,12 @@ class RedisCodecStore(CodecLayer, RedisStore):
     """A RedisStore whose values go through a codec: the same codec layer as a local
     CodecStore (mmkv/_codec.py), over this backend's bytes methods."""
 
-    def _codec_ref(self) -> str | Codec | None:
-        codec = self._codec
-        if isinstance(codec, types.ModuleType) and sys.modules.get(codec.__name__) is codec:
-            return codec.__name__         # json, pickle, msgpack: reimported by name
-        return codec
+    def _codec_of(self) -> Codec | None:
+        return self._codec
 
 
-def _reopen(url: str, flag: str, codec: str | Codec | None,
-            options: dict[str, Any]) -> RedisStore:
-    if isinstance(codec, str):
-        codec = importlib.import_module(codec)
-    return open_url(url, "c" if flag == "n" else flag, codec=codec, **options)
+def _reopen(url: str, flag: str, ref: tuple[str, Any], options: dict[str, Any]) -> RedisStore:
+    return open_url(url, "c" if flag == "n" else flag, codec=codec_from_ref(ref), **options)
 
 
 def open_url(url: str, flag: str = "c", mode: int = 0o666, *, codec: Codec | None = None,

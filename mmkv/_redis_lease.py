@@ -18,6 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ._errors import error
+from ._facade import check_timeout
 from ._redis_errors import lease_lost, lock_timeout, remote
 
 if TYPE_CHECKING:
@@ -52,9 +53,7 @@ class Lease:
     """The context manager that lock() returns; `fence` is the token while held."""
 
     def __init__(self, store: RedisStore, timeout: float | None) -> None:
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
-        self._store, self._timeout = store, timeout
+        self._store, self._timeout = store, check_timeout(timeout, "timeout")
         self.fence: int | None = None
 
     def __enter__(self) -> RedisStore:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._facade import check_timeout
 from ._redis import id_of, seq_of
 from ._redis_errors import remote, watch_lagged
 
@@ -84,8 +85,7 @@ def _slice(store: RedisStore, remaining: float | None) -> float:
 def watch(store: RedisStore, since: int | None, timeout: float | None) -> Iterator[Change]:
     if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
         raise TypeError(f"since must be an int seq, not {type(since).__name__}")
-    if timeout is not None and timeout < 0:
-        raise ValueError("timeout must be None or >= 0")
+    timeout = check_timeout(timeout, "timeout")
     start = current_seq(store) if since is None else since
     if store._u.cluster:
         return _watch_cluster(store, start, timeout)
