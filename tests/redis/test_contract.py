@@ -301,3 +301,32 @@ def test_read_only_handle_writes_raise_mmkv_error(opener):
         with pytest.raises(mmkv.error):
             attempt()
     assert r[b"a"] == b"1" and len(r) == 1
+
+
+def test_pickle_with_codec_reopens_the_store_decoding(opener):
+    """API.md: "A Store pickles by path and flag (it reopens the same store in the receiving
+    process)"; the codec goes with it (a module by its name)."""
+    import pickle
+    j = opener(codec=json)
+    j[b"doc"] = {"a": 1}
+    again = pickle.loads(pickle.dumps(j))
+    try:
+        assert again[b"doc"] == {"a": 1} and again.codec is json
+        again[b"more"] = [1, 2]
+        assert j[b"more"] == [1, 2]
+    finally:
+        again.close()
+
+
+def test_lock_holds_and_checks_its_timeout(d):
+    """API.md: "with d.lock(timeout=None): ... timeout (seconds) bounds the wait"; a timeout
+    that is not a number is a TypeError, a negative one a ValueError."""
+    with d.lock(timeout=5):
+        d[b"a"] = b"1"
+        assert d.incr(b"n") == 1
+    with d.lock():
+        assert d[b"a"] == b"1"
+    with pytest.raises(TypeError):
+        d.lock("1")
+    with pytest.raises(ValueError):
+        d.lock(-1)
