@@ -31,19 +31,30 @@ class Opener:
 
 
 @pytest.fixture(params=BACKENDS)
-def opener(request, tmp_path, _handles):
+def opener(request, tmp_path, _handles, check_store):
+    """Opens the test's store; a local one must pass the structural check at teardown."""
     kind = request.param
     if kind == "file":
-        yield Opener(kind, str(tmp_path / "c.mmkv"), _handles)
+        path = tmp_path / "c.mmkv"
+        yield Opener(kind, str(path), _handles)
+        for handle in _handles:
+            handle.close()
+        if path.exists():
+            check_store(str(path))
     elif kind == "shm":
         name = f"mmkv-contract-{uuid.uuid4().hex[:12]}"
         yield Opener(kind, name, _handles)
         for handle in _handles:
             handle.close()
         try:
-            mmkv.unlink_shm(name)
+            handle = mmkv.open_shm(name, "w")
         except mmkv.NotFoundError:
-            pass
+            return                      # the test never created it
+        try:
+            check_store(handle)
+        finally:
+            handle.close()
+            mmkv.unlink_shm(name)
     else:
         servers = request.getfixturevalue("redis_server" if kind == "redis"
                                           else "redis_cluster")
