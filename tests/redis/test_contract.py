@@ -261,6 +261,16 @@ def test_codec_json_round_trips_and_stores_json_bytes(opener):
     assert j.popitem() == (b"only", {"x": 1}) and len(j) == 0
 
 
+def test_codec_compare_and_set_compares_decoded_objects(opener):
+    """With a codec, compare_and_set's expected is an object: another encoding of an equal
+    object matches (CodecLayer, the same on every backend)."""
+    opener()[b"doc"] = b'{"b": 2,  "a": 1}'
+    j = opener(codec=json)
+    assert j.compare_and_set(b"doc", {"a": 1, "b": 2}, {"c": 3}) is True
+    assert j[b"doc"] == {"c": 3}
+    assert j.compare_and_set(b"doc", {"c": 4}, None) is False and b"doc" in j
+
+
 def test_codec_without_dumps_or_loads_type_error(opener):
     """API.md: "codec=: values go through any object with dumps(obj) and loads(data)"."""
     with pytest.raises(TypeError):
