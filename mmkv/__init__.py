@@ -51,12 +51,17 @@ from ._backup import dump, restore  # noqa: E402
 from ._codec import Codec, open_shelf  # noqa: E402
 from ._core import lib as _lib  # noqa: E402
 from ._dump import DumpError  # noqa: E402
-from ._errors import CorruptError, LockTimeout, NotFoundError, WatchLagged, error  # noqa: E402
+from ._errors import (  # noqa: E402
+    CorruptError,
+    LockTimeout,
+    NotFoundError,
+    OutcomeUnknown,  # remote stores: a write whose reply was lost
+    WatchLagged,
+    error,
+)
 from ._open import open, open_shm, unlink_shm  # noqa: E402 - open: the dbm name
 from ._store import Store  # noqa: E402
 from ._version import __version__  # noqa: E402
-
-from ._errors import OutcomeUnknown  # noqa: E402  (remote stores: a write whose reply was lost)
 
 __all__ = ["open", "open_shm", "unlink_shm", "open_shelf", "dump", "restore", "Store", "Codec",
            "error", "CorruptError", "NotFoundError", "LockTimeout", "WatchLagged", "DumpError",

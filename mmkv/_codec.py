@@ -1,5 +1,6 @@
-"""CodecStore: a Store whose values go through a codec (any object with dumps and loads), and
-open_shelf(), the shelve.Shelf over a store in one call.
+"""The codec layer: CodecLayer, the mixin that puts a codec (any object with dumps and loads)
+over any backend's bytes methods; CodecStore, a local Store with it (mmkv/_redis.py has
+RedisCodecStore); and open_shelf(), the shelve.Shelf over a store in one call.
 
 Keys stay bytes (str is UTF-8).  Values are encoded with codec.dumps (bytes, or str stored as
 UTF-8) on every write and decoded with codec.loads (given bytes) on every read, so each
@@ -9,8 +10,11 @@ unpickles anything by itself: pickle is used only when the caller passes it as t
 """
 from __future__ import annotations
 
+import importlib
 import shelve
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
+import sys
+import types
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._store import Store
@@ -31,6 +35,24 @@ class Codec(Protocol):
     def loads(self, data: bytes, /) -> Any: ...
 
 
+def codec_ref(codec: Codec | None) -> tuple[str, Any]:
+    """What a pickle holds for codec (every backend's __reduce__): a module (json, pickle,
+    msgpack) by its name, since modules do not pickle; any other codec as itself (it must
+    pickle); None as None."""
+    if isinstance(codec, types.ModuleType) and sys.modules.get(codec.__name__) is codec:
+        return ("module", codec.__name__)
+    return ("object", codec)
+
+
+def codec_from_ref(ref: tuple[str, Any]) -> Codec | None:
+    """The codec that codec_ref(codec) stands for, its module imported again."""
+    how, codec = ref
+    if how == "module":
+        module: Codec = importlib.import_module(codec)      # json, pickle, msgpack
+        return module
+    return check_codec(codec) if codec is not None else None
+
+
 def check_codec(codec: object) -> Codec:
     """codec itself, if it has callable dumps and loads; else TypeError."""
     for name in ("dumps", "loads"):
@@ -42,7 +64,7 @@ def check_codec(codec: object) -> Codec:
 
 class _Items(ItemsView[bytes, Any]):
     __slots__ = ()
-    _mapping: CodecStore
+    _mapping: CodecLayer
 
     def __iter__(self) -> Iterator[tuple[bytes, Any]]:
         store = self._mapping
@@ -53,7 +75,7 @@ class _Items(ItemsView[bytes, Any]):
 
 class _Values(ValuesView[Any]):
     __slots__ = ()
-    _mapping: CodecStore
+    _mapping: CodecLayer
 
     def __iter__(self) -> Iterator[Any]:
         store = self._mapping
@@ -62,23 +84,45 @@ class _Values(ValuesView[Any]):
             yield loads(raw)
 
 
-class CodecStore(Store[Any]):
-    """A Store whose values are the codec's objects: writes take whatever codec.dumps
-    accepts, reads return codec.loads of the stored bytes.  Open one with
-    mmkv.open(path, codec=json) (or open_shm(..., codec=...)).
+if TYPE_CHECKING:
+    class _Raw:
+        """What CodecLayer reaches through super(): the backend's bytes methods (here for
+        the type checker only; at run time the next class in the MRO is the backend)."""
 
-    Warning: a store opened with codec=pickle unpickles what it reads, and unpickling data
-    that someone else could write runs their code.  Use pickle only on stores that no
-    untrusted process can write; json or msgpack cannot execute anything.
+        def __getitem__(self, key: Key) -> Any: ...
+        def get(self, key: Key, default: Any = None) -> Any: ...
+        def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]: ...
+        def __setitem__(self, key: Key, value: Any) -> None: ...
+        def pop(self, key: Key, default: Any = ...) -> Any: ...
+        def popitem(self) -> tuple[bytes, Any]: ...
+        def setdefault(self, key: Key, default: Any = None) -> Any: ...
+        def set_many(self, items: Any) -> None: ...
+        def compare_and_set(self, key: Key, expected: Any, new: Any) -> bool: ...
+        def watch(self, since: int | None = None,
+                  timeout: float | None = None) -> Iterator[tuple[int, bytes, Any]]: ...
+        def _iterate(self, with_values: bool) -> Iterator[Any]: ...
+else:
+    _Raw = object
+
+
+class CodecLayer(_Raw):
+    """The codec layer of every backend, a mixin placed before the backend's bytes class:
+    class CodecStore(CodecLayer, Store[Any]) (a local store), class
+    RedisCodecStore(CodecLayer, RedisStore).  Writes encode with codec.dumps, reads decode
+    with codec.loads, and each operation is still the backend's one atomic call on bytes.
+    incr(), delete_many() and the key views are the backend's, untouched.
     """
 
-    __slots__ = ("_codec", "_dumps", "_loads")
+    __slots__ = ()
+    _codec: Codec
+    _dumps: Callable[[Any], object]
+    _loads: Callable[[bytes], Any]
 
     def __init__(self, *args: Any, codec: Codec, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._codec = check_codec(codec)
+        self._codec = check_codec(codec)        # before the backend opens anything
         self._loads = codec.loads
         self._dumps = codec.dumps
+        super().__init__(*args, **kwargs)
 
     @property
     def codec(self) -> Codec:
@@ -104,10 +148,10 @@ class CodecStore(Store[Any]):
         return default if raw is _MISSING else self._loads(raw)
 
     def items(self) -> ItemsView[bytes, Any]:
-        return _Items(self)
+        return _Items(self)                     # type: ignore[arg-type]  # a Mapping, mixed
 
     def values(self) -> ValuesView[Any]:
-        return _Values(self)
+        return _Values(self)                    # type: ignore[arg-type]  # a Mapping, mixed
 
     def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]:
         """The decoded values of keys, in order, all as of one moment; default for a
@@ -159,7 +203,7 @@ class CodecStore(Store[Any]):
         it swapped.  expected=None means "key absent"; new=None means "delete key".
 
         The comparison is on decoded objects (two encodings of equal objects match): the
-        current bytes are read, compared after decoding, and swapped by the core only if
+        current bytes are read, compared after decoding, and swapped by the backend only if
         they are still those bytes; a concurrent change makes it read again."""
         raw_new = None if new is None else self._encode(new)
         if expected is None:
@@ -171,7 +215,29 @@ class CodecStore(Store[Any]):
             if super().compare_and_set(key, raw, raw_new):
                 return True
 
-    # ---- views of later issues (ordered views, watch): values decoded the same way ----
+    # ---- watching: values decoded the same way ----
+
+    def watch(self, since: int | None = None,
+              timeout: float | None = None) -> Iterator[tuple[int, bytes, Any]]:
+        """As the backend's watch(); values come decoded (None still means a delete)."""
+        loads = self._loads
+        for seq, key, raw in super().watch(since, timeout):
+            yield seq, key, None if raw is None else loads(raw)
+
+
+class CodecStore(CodecLayer, Store[Any]):
+    """A Store whose values are the codec's objects: writes take whatever codec.dumps
+    accepts, reads return codec.loads of the stored bytes.  Open one with
+    mmkv.open(path, codec=json) (or open_shm(..., codec=...)).
+
+    Warning: a store opened with codec=pickle unpickles what it reads, and unpickling data
+    that someone else could write runs their code.  Use pickle only on stores that no
+    untrusted process can write; json or msgpack cannot execute anything.
+    """
+
+    __slots__ = ("_codec", "_dumps", "_loads")
+
+    # ---- ordered views (a local store's alone): values decoded the same way ----
 
     def range(self, start: Key | None = None, stop: Key | None = None, *,
               prefix: Key | None = None, reverse: bool = False,
@@ -182,13 +248,6 @@ class CodecStore(Store[Any]):
         loads = self._loads
         return ((key, loads(raw)) for key, raw in
                 super().range(start, stop, prefix=prefix, reverse=reverse, values=True))
-
-    def watch(self, since: int | None = None,
-              timeout: float | None = None) -> Iterator[tuple[int, bytes, Any]]:
-        """As Store.watch(); values come decoded (None still means a delete)."""
-        loads = self._loads
-        for seq, key, raw in super().watch(since, timeout):
-            yield seq, key, None if raw is None else loads(raw)
 
 
 def open_shelf(path: str | bytes | PathLike[str] | PathLike[bytes], flag: str = "c",

@@ -3,16 +3,14 @@ is touched.  codec= (any object with dumps and loads) gives a CodecStore; a Stor
 as a call to _reopen with what it was opened with."""
 from __future__ import annotations
 
-import importlib
 import os
-import sys
-import types
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
-from ._codec import Codec, CodecStore, check_codec
+from ._codec import Codec, CodecStore, check_codec, codec_from_ref, codec_ref
 from ._core import ffi, lib
 from ._errors import NotFoundError, exception_for
-from ._store import Store, _timeout
+from ._facade import check_flag, check_timeout
+from ._store import Store
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -44,9 +42,7 @@ def _options(options: dict[str, Any]) -> Any:
 
 
 def _flag(flag: str) -> int:
-    if not isinstance(flag, str) or flag not in _FLAGS:
-        raise ValueError(f"flag must be one of 'r', 'w', 'c', 'n', not {flag!r}")
-    code: int = _FLAGS[flag]
+    code: int = _FLAGS[check_flag(flag)]
     return code
 
 
@@ -63,7 +59,7 @@ def _open(target: bytes, display: str | bytes, code: int, mode: int, options: di
     codec = options.pop("codec", None)
     if codec is not None:
         check_codec(codec)
-    lock_timeout = _timeout(options.pop("lock_timeout", None), "lock_timeout")
+    lock_timeout = check_timeout(options.pop("lock_timeout", None), "lock_timeout")
     opt = _options(options)
     out = ffi.new("mmkv_store **")
     rc = lib.mmkv_open(target, code, mode, opt, out)
@@ -71,7 +67,7 @@ def _open(target: bytes, display: str | bytes, code: int, mode: int, options: di
         raise exception_for(rc, display)
     kind, name, flag = reopen
     kept = options if lock_timeout is None else dict(options, lock_timeout=lock_timeout)
-    again = (_reopen, (kind, name, "w" if flag == "n" else flag, mode, kept, _codec_ref(codec)))
+    again = (_reopen, (kind, name, "w" if flag == "n" else flag, mode, kept, codec_ref(codec)))
     if codec is None:
         return Store(out[0], display, code, shm, reopen=again, lock_timeout=lock_timeout)
     return CodecStore(out[0], display, code, shm, reopen=again, codec=codec,
@@ -80,20 +76,10 @@ def _open(target: bytes, display: str | bytes, code: int, mode: int, options: di
 
 # ---- pickling: a Store is rebuilt by reopening its store (Store.__reduce__) ----
 
-def _codec_ref(codec: Codec | None) -> tuple[str, Any]:
-    """What a pickle holds for codec: a module (json, pickle, msgpack) by its name, since
-    modules do not pickle; any other codec as itself (it must pickle)."""
-    if isinstance(codec, types.ModuleType) and sys.modules.get(codec.__name__) is codec:
-        return ("module", codec.__name__)
-    return ("object", codec)
-
-
 def _reopen(kind: str, name: str | bytes, flag: str, mode: int, options: dict[str, Any],
             codec_ref: tuple[str, Any]) -> Store[Any]:
     """Unpickle a Store: open it again as it was opened (kind "file" or "shm")."""
-    how, codec = codec_ref
-    if how == "module":
-        codec = importlib.import_module(codec)
+    codec = codec_from_ref(codec_ref)
     if codec is not None:
         options = dict(options, codec=codec)
     if kind == "shm":
@@ -126,8 +112,11 @@ def open(path: PathArg, flag: str = "c", mode: int = 0o666,
     and unpickling data that an untrusted process could have written runs its code.
     """
     if isinstance(path, str) and path.startswith(("redis://", "rediss://", "redis+cluster://")):
-        from ._redis import open_url          # mmkv[redis]: Redis or Redis Cluster
-        return open_url(path, flag, mode, **options)
+        from ._redis import open_url  # mmkv[redis]: Redis or Redis Cluster
+
+        # a RedisStore is no Store subclass but offers the same surface (StoreProtocol,
+        # checked by tests/redis/test_redis_protocol.py): typed as the Store it stands for
+        return cast("Store[Any]", open_url(path, flag, mode, **options))
     code = _flag(flag)
     mode = _mode(mode)
     fspath = os.fspath(path)

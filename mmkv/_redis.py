@@ -18,10 +18,11 @@ present when SCAN saw it.  The set costs memory in proportion to the keys yielde
 walks the whole database, other namespaces included.  A slot moving during the scan (a
 resharding) is not covered by the guarantee.
 """
-import importlib
+from __future__ import annotations
+
 import threading
-import types
-from collections.abc import ItemsView, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 try:
     import redis
@@ -32,21 +33,34 @@ except ImportError as exc:                      # pragma: no cover - depends on 
     raise ImportError("Redis URLs need the redis extra: pip install 'mmkv[redis]'") from exc
 
 from . import _redis_scripts as lua
-from ._errors import error
-from ._redis_errors import remote
-from ._redis_url import parse
-from ._store import _bytes
+from ._codec import Codec, CodecLayer, codec_from_ref, codec_ref
+from ._facade import Items, Values, as_bytes, check_delta, check_flag, none_default, unseen
+from ._redis_errors import closed, read_only, remote
+from ._redis_url import RedisURL, parse
 
-_MISSING = object()
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._redis_lease import Lease
+    from ._store import Key
+
+_T = TypeVar("_T")
+_MISSING: Any = object()
 _SCAN_BATCH = 1000
-_TAGS = []            # slot -> a short hash tag mapping to it, built on first cluster use
+_SCRIPTS = ("PUT", "DELETE", "POP", "SETDEFAULT", "INCR", "CAS", "SET_MANY", "DELETE_MANY",
+            "WATCH_READ", "COUNT_SUM", "LEASE_ACQUIRE", "LEASE_RENEW", "LEASE_RELEASE")
+_TAGS: list[bytes] = []   # slot -> a short hash tag mapping to it, built on first cluster use
 _TAGS_LOCK = threading.Lock()
 
+# redis-py annotates every command's reply as `Awaitable[Any] | Any` (its sync and async
+# clients share the annotations), so the clients and their replies are Any here: each reply
+# is given its type where it is read (an annotated variable, int(), bool()).
 
-def _slot_tags():
+
+def _slot_tags() -> list[bytes]:
     with _TAGS_LOCK:
         if not _TAGS:
-            table = {}
+            table: dict[int, bytes] = {}
             i = 0
             while len(table) < 16384:
                 table.setdefault(key_slot(b"%d" % i), b"%d" % i)
@@ -55,67 +69,49 @@ def _slot_tags():
     return _TAGS
 
 
-def seq_of(entry_id):
+def seq_of(entry_id: bytes) -> int:
     """The integer seq of a stream entry id b"MS-N": MS << 20 | N (ordered as the ids)."""
     ms, _, n = entry_id.partition(b"-")
     return int(ms) << 20 | int(n)
 
 
-def id_of(seq):
+def id_of(seq: int) -> bytes:
     return b"%d-%d" % (seq >> 20, seq & 0xFFFFF)
 
 
-class _Items(ItemsView):
-    __slots__ = ()
-
-    def __iter__(self):
-        return self._mapping._iterate(True)
-
-
-class _Values(ValuesView):
-    __slots__ = ()
-
-    def __iter__(self):
-        for _, value in self._mapping._iterate(True):
-            yield value
-
-
-class RedisStore(MutableMapping):
+class RedisStore(MutableMapping[bytes, bytes]):
     """A mapping of bytes to bytes kept by a Redis server or Redis Cluster, under a namespace.
 
     The same surface as mmkv.Store; what differs is in the README ("Beyond one machine"):
     durability is the server's, lock() is a lease, errors name the URL.  len() reads a
     counter that the write scripts keep: O(1) on one server, O(slots) on a cluster (one
-    script per primary sums its slots' counters).  Open one with mmkv.open("redis://...").
+    script per primary sums its slots' counters).  Open one with mmkv.open("redis://...");
+    with codec= it is a RedisCodecStore, the shared codec layer over this class.
     """
 
-    def __init__(self, url, flag="c", codec=None, **options):
-        if flag not in ("r", "w", "c", "n"):
-            raise ValueError(f"flag must be one of 'r', 'w', 'c', 'n', not {flag!r}")
-        if codec is not None and not (hasattr(codec, "dumps") and hasattr(codec, "loads")):
-            raise TypeError("codec must have dumps() and loads()")
-        self._raw_url, self._flag, self._codec, self._options = url, flag, codec, options
-        self._u = u = parse(url, **options)
-        self.url = u.url
-        ns = u.namespace.encode()
+    def __init__(self, url: str, flag: str = "c", **options: Any) -> None:
+        check_flag(flag)
+        self._raw_url, self._flag, self._options = url, flag, options
+        self._u: RedisURL = parse(url, **options)
+        self.url: str = self._u.url
+        ns = self._u.namespace.encode()
         self._kp = b"mmkv:" + ns + b":k:"
         self._base = b"mmkv:" + ns + b":"
         self._closed = False
-        self._client = self._connect()
-        self._scripts = {name: self._client.register_script(getattr(lua, name))
-                         for name in ("PUT", "DELETE", "POP", "SETDEFAULT", "INCR", "CAS",
-                                      "SET_MANY", "DELETE_MANY", "WATCH_READ", "COUNT_SUM",
-                                      "LEASE_ACQUIRE", "LEASE_RENEW", "LEASE_RELEASE")}
+        self._client: Any = self._connect()
+        self._scripts: dict[str, Any] = {name: self._client.register_script(getattr(lua, name))
+                                         for name in _SCRIPTS}
         with remote(self.url, False):
             self._client.ping()
         if flag == "n":
             self.clear()
 
-    def _connect(self):
+    def _connect(self) -> Any:
         u = self._u
-        common = dict(username=u.username, password=u.password, socket_timeout=u.socket_timeout,
-                      socket_connect_timeout=u.connect_timeout, retry=Retry(NoBackoff(), 0),
-                      ssl=u.tls)
+        common: dict[str, Any] = {
+            "username": u.username, "password": u.password, "socket_timeout": u.socket_timeout,
+            "socket_connect_timeout": u.connect_timeout, "retry": Retry(NoBackoff(), 0),
+            "ssl": u.tls}
         with remote(self.url, False):
             if u.cluster:
                 _slot_tags()
@@ -125,28 +121,28 @@ class RedisStore(MutableMapping):
 
     # ---- plumbing ----
 
-    def _live(self):
+    def _live(self) -> Any:
         if self._closed:
-            raise error(9, "operation on a closed mmkv store", self.url)
+            raise closed(self.url)
         return self._client
 
-    def _writable(self):
+    def _writable(self) -> Any:
         client = self._live()
         if self._flag == "r":
-            raise error(9, "store opened read-only (flag 'r')", self.url)
+            raise read_only(self.url)
         return client
 
-    def _rkey(self, key):
-        return self._kp + (key if type(key) is bytes else _bytes(key))
+    def _rkey(self, key: object) -> bytes:
+        return self._kp + (key if type(key) is bytes else as_bytes(key))
 
-    def _meta(self, rkey):
+    def _meta(self, rkey: bytes) -> list[bytes]:
         """The stream and counter that the script changing rkey writes."""
         if not self._u.cluster:
             return [self._base + b"log", self._base + b"n"]
         tag = _TAGS[key_slot(rkey)]
         return [self._base + b"log:{" + tag + b"}", self._base + b"n:{" + tag + b"}"]
 
-    def _run(self, name, rkeys, args, write=True):
+    def _run(self, name: str, rkeys: list[bytes], args: list[Any], write: bool = True) -> Any:
         keys = self._meta(rkeys[0]) + list(rkeys)
         client = self._writable() if write else self._live()
         with remote(self.url, write):
@@ -155,7 +151,7 @@ class RedisStore(MutableMapping):
             self._notify(keys[0])
         return result
 
-    def _notify(self, stream):
+    def _notify(self, stream: bytes) -> None:
         """Cluster: tell watchers which slot's stream grew (mmkv/_redis_watch.py).  A lost
         notice delays a watcher; it never loses the change, which is in the stream."""
         tag = stream[stream.rindex(b"{") + 1:-1]
@@ -164,15 +160,10 @@ class RedisStore(MutableMapping):
         except (redis.RedisError, redis.exceptions.RedisClusterException):
             pass
 
-    def _enc(self, value):
-        if self._codec is not None:
-            value = self._codec.dumps(value)
-        return value if type(value) is bytes else _bytes(value, "value")
+    def _value(self, value: object) -> bytes:
+        return value if type(value) is bytes else as_bytes(value, "value")
 
-    def _dec(self, data):
-        return data if self._codec is None else self._codec.loads(data)
-
-    def _primaries(self):
+    def _primaries(self) -> list[Any]:
         """A plain client per primary (one server: the client itself)."""
         client = self._live()
         if not self._u.cluster:
@@ -182,34 +173,38 @@ class RedisStore(MutableMapping):
 
     # ---- reads ----
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Key) -> bytes:
         rkey = self._rkey(key)
         with remote(self.url, False):
-            data = self._live().get(rkey)
+            data: bytes | None = self._live().get(rkey)
         if data is None:
             raise KeyError(key)
-        return self._dec(data)
+        return data
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: Key, default: None = None) -> bytes | None: ...
+    @overload
+    def get(self, key: Key, default: bytes | _T) -> bytes | _T: ...
+    def get(self, key: Key, default: object = None) -> object:
         """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
         rkey = self._rkey(key)
         with remote(self.url, False):
-            data = self._live().get(rkey)
-        return default if data is None else self._dec(data)
+            data: bytes | None = self._live().get(rkey)
+        return default if data is None else data
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         rkey = self._rkey(key)
         with remote(self.url, False):
             return bool(self._live().exists(rkey))
 
-    def __len__(self):
+    def __len__(self) -> int:
         client = self._live()
         with remote(self.url, False):
             if not self._u.cluster:
                 return int(client.get(self._base + b"n") or 0)
             return sum(self._count_on(node) for node in client.get_primaries())
 
-    def _count_on(self, node):
+    def _count_on(self, node: Any) -> int:
         client = self._client
         slots = [s for s, nodes in client.nodes_manager.slots_cache.items()
                  if nodes and nodes[0].name == node.name]
@@ -217,7 +212,7 @@ class RedisStore(MutableMapping):
         conn = client.get_redis_connection(node)
         return int(conn.eval(lua.COUNT_SUM, 0, *keys)) if keys else 0
 
-    def get_many(self, keys, default=None):
+    def get_many(self, keys: Iterable[Key], default: Any = None) -> list[Any]:
         """The values of keys, in order (default for each one absent).  One server: one
         MGET, a consistent snapshot.  A cluster: one MGET per slot, not one snapshot."""
         rkeys = [self._rkey(k) for k in keys]
@@ -226,58 +221,60 @@ class RedisStore(MutableMapping):
             return []
         client = self._live()
         with remote(self.url, False):
-            if self._u.cluster:
-                values = client.mget_nonatomic(rkeys)
-            else:
-                values = client.mget(rkeys)
-        return [default if v is None else self._dec(v) for v in values]
+            values: list[bytes | None] = (client.mget_nonatomic(rkeys) if self._u.cluster
+                                          else client.mget(rkeys))
+        return [default if v is None else v for v in values]
 
     # ---- writes ----
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: Key, value: Key) -> None:
         rkey = self._rkey(key)
-        self._run("PUT", [rkey], [self._enc(value)])
+        self._run("PUT", [rkey], [self._value(value)])
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Key) -> None:
         if not self._run("DELETE", [self._rkey(key)], []):
             raise KeyError(key)
 
-    def pop(self, key, default=_MISSING):
+    @overload
+    def pop(self, key: Key) -> bytes: ...
+    @overload
+    def pop(self, key: Key, default: bytes | _T) -> bytes | _T: ...
+    def pop(self, key: Key, default: object = _MISSING) -> object:
         """Remove key and return its value, atomically; default (or KeyError) if absent."""
-        got = self._run("POP", [self._rkey(key)], [])
+        got: list[bytes] | None = self._run("POP", [self._rkey(key)], [])
         if got is None:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        return self._dec(got[0])
+        return got[0]
 
-    def popitem(self):
+    def popitem(self) -> tuple[bytes, bytes]:
         """Remove some (key, value) pair and return it, atomically; KeyError when empty."""
         self._writable()
         for key in self._iterate(False):
-            got = self._run("POP", [self._kp + key], [])
+            got: list[bytes] | None = self._run("POP", [self._kp + key], [])
             if got is not None:
-                return key, self._dec(got[0])
+                return key, got[0]
         raise KeyError("popitem(): mmkv store is empty")
 
-    def setdefault(self, key, default=None):
+    def setdefault(self, key: Key, default: Key | None = None) -> bytes:
         """Return D[key], inserting default first if key is absent, atomically.  As for a
         local store, default=None for an absent key is a TypeError, nothing inserted."""
         rkey = self._rkey(key)
-        if default is None and self._codec is None:
-            value = self.get(key, _MISSING)
-            if value is _MISSING:
-                raise TypeError("mmkv values must be bytes, bytearray, memoryview or str, "
-                                "not NoneType")
+        if default is None:
+            value = self.get(key)
+            if value is None:
+                raise none_default()
             return value
-        got = self._run("SETDEFAULT", [rkey], [self._enc(default)])
-        return self._dec(got[0])
+        got: list[bytes] = self._run("SETDEFAULT", [rkey], [self._value(default)])
+        return got[0]
 
-    def set_many(self, items):
+    def set_many(self, items: Mapping[Key, Any] | Iterable[tuple[Key, Any]]) -> None:
         """Write every (key, value) of items (a mapping or pairs).  One server: one script,
         all or nothing.  A cluster: one script per key (each atomic, the batch is not)."""
-        pairs = items.items() if hasattr(items, "items") else items
-        batch = [(self._rkey(k), self._enc(v)) for k, v in pairs]
+        pairs: Iterable[tuple[Key, Any]] = (items.items() if isinstance(items, Mapping)
+                                            or hasattr(items, "items") else items)
+        batch = [(self._rkey(k), self._value(v)) for k, v in pairs]
         self._writable()
         if not batch:
             return
@@ -287,14 +284,14 @@ class RedisStore(MutableMapping):
             return
         self._run("SET_MANY", [k for k, _ in batch], [v for _, v in batch])
 
-    def update(self, other=(), /, **kwargs):
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """As dict.update, in one set_many call."""
         if hasattr(other, "keys") and not hasattr(other, "items"):
-            other = [(k, other[k]) for k in other.keys()]
+            other = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - not a dict
         self.set_many(list(other.items() if hasattr(other, "items") else other)
                       + list(kwargs.items()))
 
-    def delete_many(self, keys):
+    def delete_many(self, keys: Iterable[Key]) -> int:
         """Delete keys; return how many were present.  Atomic on one server (one script);
         on a cluster, one script per key."""
         rkeys = [self._rkey(k) for k in keys]
@@ -302,10 +299,10 @@ class RedisStore(MutableMapping):
         if not rkeys:
             return 0
         if self._u.cluster:
-            return sum(self._run("DELETE", [k], []) for k in rkeys)
+            return sum(int(self._run("DELETE", [k], [])) for k in rkeys)
         return int(self._run("DELETE_MANY", rkeys, []))
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove every key of the namespace, in batches of deletes (not one atomic step)."""
         self._writable()
         batch = []
@@ -318,24 +315,22 @@ class RedisStore(MutableMapping):
 
     # ---- iteration ----
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return self._iterate(False)
 
-    def _iterate(self, with_values):
-        seen = set()
+    def _iterate(self, with_values: bool) -> Iterator[Any]:
+        seen: set[bytes] = set()
         for client in self._primaries():
             cursor = 0
             while True:
                 with remote(self.url, False):
                     cursor, rkeys = client.scan(cursor, match=self._kp + b"*",
                                                 count=_SCAN_BATCH)
-                fresh = [k for k in rkeys if k not in seen]
-                seen.update(fresh)
-                yield from self._entries(client, fresh, with_values)
+                yield from self._entries(client, unseen(rkeys, seen), with_values)
                 if cursor == 0:
                     break
 
-    def _entries(self, client, rkeys, with_values):
+    def _entries(self, client: Any, rkeys: list[bytes], with_values: bool) -> list[Any]:
         cut = len(self._kp)
         if not with_values:
             return [k[cut:] for k in rkeys]
@@ -343,41 +338,38 @@ class RedisStore(MutableMapping):
             pipe = client.pipeline(transaction=False)
             for k in rkeys:
                 pipe.get(k)
-            values = pipe.execute()
-        return [(k[cut:], self._dec(v)) for k, v in zip(rkeys, values) if v is not None]
+            values: list[bytes | None] = pipe.execute()
+        return [(k[cut:], v) for k, v in zip(rkeys, values, strict=True) if v is not None]
 
-    def keys(self):
+    def keys(self) -> list[bytes]:  # type: ignore[override]  # a list, as every dbm returns
         """A list of the keys, as every dbm module returns."""
         return list(self)
 
-    def items(self):
-        return _Items(self)
+    def items(self) -> ItemsView[bytes, bytes]:
+        return Items(self)
 
-    def values(self):
-        return _Values(self)
+    def values(self) -> ValuesView[bytes]:
+        return Values(self)
 
     # ---- atomic read-modify-write and the lock ----
 
-    def incr(self, key, delta=1):
+    def incr(self, key: Key, delta: int = 1) -> int:
         """Add delta to the decimal integer at key (absent counts as 0), atomically on the
         server, and return the new value; ValueError, value unchanged, if it is not one."""
         rkey = self._rkey(key)
-        if not isinstance(delta, int) or isinstance(delta, bool):
-            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
-        if not -(1 << 63) <= delta < (1 << 63):
-            raise ValueError("delta outside the 64-bit signed range")
+        check_delta(delta)
         return int(self._run("INCR", [rkey], [delta]))
 
-    def compare_and_set(self, key, expected, new):
+    def compare_and_set(self, key: Key, expected: Key | None, new: Key | None) -> bool:
         """Set key to new if its value is expected, atomically; return whether it swapped.
         expected=None means "key absent"; new=None means "delete key"."""
         rkey = self._rkey(key)
-        e = b"" if expected is None else self._enc(expected)
-        v = b"" if new is None else self._enc(new)
+        e = b"" if expected is None else self._value(expected)
+        v = b"" if new is None else self._value(new)
         return bool(self._run("CAS", [rkey], [int(expected is not None), e,
                                               int(new is not None), v]))
 
-    def lock(self, timeout=None):
+    def lock(self, timeout: float | None = None) -> Lease:
         """A lease on the namespace's lock, with a fencing token (`.fence` of the returned
         object, growing with every grant), renewed by a background thread while held and
         released on exit, on close(), or by expiry if the holder vanishes.  It excludes other
@@ -389,13 +381,14 @@ class RedisStore(MutableMapping):
     # ---- watching ----
 
     @property
-    def seq(self):
+    def seq(self) -> int:
         """The change counter: the id of the last change, as an int.  A cluster: the
         primaries' clock (every change made later has a greater seq)."""
         from ._redis_watch import current_seq
         return current_seq(self)
 
-    def watch(self, since=None, timeout=None):
+    def watch(self, since: int | None = None,
+              timeout: float | None = None) -> Iterator[tuple[int, bytes, bytes | None]]:
         """Yield (seq, key, value) for every change after since (default: now), value None
         for a delete; stop after timeout seconds without a change.  One server: commit
         order.  A cluster: commit order within each slot; see mmkv/_redis_watch.py."""
@@ -404,18 +397,18 @@ class RedisStore(MutableMapping):
 
     # ---- handle ----
 
-    def compact(self):
+    def compact(self) -> None:
         """Nothing to do: the server manages its own memory.  Checks the handle is open."""
         self._live()
 
     reorganize = compact
 
-    def sync(self):
+    def sync(self) -> None:
         """Nothing to wait for on the client: durability is the server's AOF policy
         (appendfsync).  Checks the handle is open."""
         self._live()
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """count; file_size: the server's used_memory (summed over primaries), the whole
         server's, not this namespace's; reclaimable_bytes: 0; seq."""
         used = 0
@@ -425,7 +418,7 @@ class RedisStore(MutableMapping):
         return {"count": len(self), "file_size": used, "reclaimable_bytes": 0,
                 "seq": self.seq, "url": self.url, "namespace": self._u.namespace}
 
-    def close(self):
+    def close(self) -> None:
         """Release the lease if this handle holds it, and the connections; closing twice is
         harmless.  Any later operation: mmkv.error."""
         if self._closed:
@@ -437,40 +430,53 @@ class RedisStore(MutableMapping):
             self._closed = True
             try:
                 self._client.close()
-            except Exception:   # noqa: BLE001 - a dead server must not make close() fail
+            except Exception:   # a dead server must not make close() fail
                 pass
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __reduce__(self):
-        codec = self._codec
-        if isinstance(codec, types.ModuleType):
-            codec = codec.__name__        # json, pickle, msgpack: reimported by name
-        return (_reopen, (self._raw_url, self._flag, codec, self._options))
+    def _codec_of(self) -> Codec | None:
+        """The codec of the values: None (bytes); RedisCodecStore has one."""
+        return None
 
-    def __repr__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle by URL, flag, options and codec: unpickling opens the same namespace (flag
+        "n" reopens with "c", never emptying it)."""
+        return (_reopen, (self._raw_url, self._flag, codec_ref(self._codec_of()),
+                          self._options))
+
+    def __repr__(self) -> str:
         state = " closed" if self._closed else ""
         return f"<mmkv.RedisStore {self.url!r} flag={self._flag!r}{state}>"
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a dict
 
 
-def _reopen(url, flag, codec, options):
-    if isinstance(codec, str):
-        codec = importlib.import_module(codec)
-    return RedisStore(url, "c" if flag == "n" else flag, codec, **options)
+class RedisCodecStore(CodecLayer, RedisStore):
+    """A RedisStore whose values go through a codec: the same codec layer as a local
+    CodecStore (mmkv/_codec.py), over this backend's bytes methods."""
+
+    def _codec_of(self) -> Codec | None:
+        return self._codec
 
 
-def open_url(url, flag="c", mode=0o666, *, codec=None, **options):
+def _reopen(url: str, flag: str, ref: tuple[str, Any], options: dict[str, Any]) -> RedisStore:
+    return open_url(url, "c" if flag == "n" else flag, codec=codec_from_ref(ref), **options)
+
+
+def open_url(url: str, flag: str = "c", mode: int = 0o666, *, codec: Codec | None = None,
+             **options: Any) -> RedisStore:
     """mmkv.open() for a Redis URL: mode has no meaning there and is ignored."""
-    return RedisStore(url, flag, codec, **options)
+    if codec is None:
+        return RedisStore(url, flag, **options)
+    return RedisCodecStore(url, flag, codec=codec, **options)
 
 
-def redis_stat(url, **options):
+def redis_stat(url: str, **options: Any) -> dict[str, Any]:
     """What the CLI's `stat` prints for a URL: the store's stats() as a dict."""
     with RedisStore(url, "r", **options) as store:
         return store.stats()

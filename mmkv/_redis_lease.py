@@ -9,33 +9,42 @@ by itself; if the owning thread ends, the renewer releases it.  In a process, th
 belongs to a thread and is recursive across every handle of the same store.
 What it does not do: make other processes' plain writes wait (only other lock() holders do).
 """
+from __future__ import annotations
+
 import os
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING, Any
 
-from ._errors import LockTimeout, error
-from ._redis_errors import remote
+from ._errors import error
+from ._facade import check_timeout
+from ._redis_errors import lease_lost, lock_timeout, remote
 
-_held = {}                 # store identity -> _Holding, for this process
+if TYPE_CHECKING:
+    from ._redis import RedisStore
+
+_Identity = tuple[bool, str, int, int, str, int]
+_held: dict[_Identity, _Holding] = {}     # store identity -> _Holding, for this process
 _held_lock = threading.Lock()
 
 
 class _Holding:
     __slots__ = ("owner", "depth", "token", "fence", "stop", "renewer", "store", "lost")
 
-    def __init__(self, owner, token, fence, store):
+    def __init__(self, owner: threading.Thread, token: str, fence: int,
+                 store: RedisStore) -> None:
         self.owner, self.depth, self.token, self.fence = owner, 1, token, fence
         self.store, self.stop, self.lost = store, threading.Event(), False
-        self.renewer = None
+        self.renewer: threading.Thread | None = None
 
 
-def _identity(store):
+def _identity(store: RedisStore) -> _Identity:
     u = store._u
     return (u.cluster, u.host, u.port, u.db, u.namespace, os.getpid())
 
 
-def _keys(store):
+def _keys(store: RedisStore) -> list[bytes]:
     name = b"{mmkv:" + store._u.namespace.encode() + b":lock}"
     return [name, name + b":fence"]
 
@@ -43,12 +52,11 @@ def _keys(store):
 class Lease:
     """The context manager that lock() returns; `fence` is the token while held."""
 
-    def __init__(self, store, timeout):
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
-        self._store, self._timeout, self.fence = store, timeout, None
+    def __init__(self, store: RedisStore, timeout: float | None) -> None:
+        self._store, self._timeout = store, check_timeout(timeout, "timeout")
+        self.fence: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> RedisStore:
         store = self._store
         store._writable()
         me = threading.current_thread()
@@ -68,7 +76,7 @@ class Lease:
         self.fence = holding.fence
         return store
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         ident = _identity(self._store)
         with _held_lock:
             holding = _held.get(ident)
@@ -81,7 +89,7 @@ class Lease:
         _release(holding, raising=exc[0] is None)
 
 
-def _acquire(store, me, timeout):
+def _acquire(store: RedisStore, me: threading.Thread, timeout: float | None) -> _Holding:
     deadline = None if timeout is None else time.monotonic() + timeout
     lease_ms = int(store._u.lock_lease * 1000)
     holder = uuid.uuid4().hex
@@ -91,13 +99,13 @@ def _acquire(store, me, timeout):
         if fence:
             return _Holding(me, f"{holder}:{fence}", int(fence), store)
         if deadline is not None and time.monotonic() >= deadline:
-            raise LockTimeout(110, f"lock not acquired within {timeout} s", store.url)
+            raise lock_timeout(store.url, timeout)
         wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
         time.sleep(wait)
         pause = min(pause * 2, 0.05)
 
 
-def _renew(holding, ident):
+def _renew(holding: _Holding, ident: _Identity) -> None:
     store = holding.store
     period = store._u.lock_lease / 3
     lease_ms = int(store._u.lock_lease * 1000)
@@ -117,7 +125,7 @@ def _renew(holding, ident):
             return
 
 
-def _release(holding, raising):
+def _release(holding: _Holding, raising: bool) -> None:
     holding.stop.set()
     if holding.renewer is not None and holding.renewer is not threading.current_thread():
         holding.renewer.join()
@@ -130,11 +138,10 @@ def _release(holding, raising):
         if raising:
             raise
     if holding.lost and raising:
-        raise error(62, "the lock's lease expired while held (renewal failed): another "
-                        "holder may have run meanwhile", store.url)
+        raise lease_lost(store.url)
 
 
-def release_all(store):
+def release_all(store: RedisStore) -> None:
     """close(): release the lease if a thread of this process holds it through store."""
     ident = _identity(store)
     with _held_lock:
@@ -145,6 +152,6 @@ def release_all(store):
     _release(holding, raising=False)
 
 
-def run_lease(store, name, keys, args):
+def run_lease(store: RedisStore, name: str, keys: list[bytes], args: list[Any]) -> Any:
     with remote(store.url, True):
         return store._scripts[name](keys, args, store._live())

@@ -7,9 +7,12 @@
 A bad URL is a ValueError naming the part that is wrong (scheme, host, port, db, namespace,
 an option's name or value).  Nothing here touches the network.
 """
+from __future__ import annotations
+
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 SCHEMES = ("redis://", "rediss://", "redis+cluster://")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
@@ -19,7 +22,7 @@ _FLOAT_OPTIONS = {"connect_timeout": (5.0, 0.001), "socket_timeout": (5.0, 0.001
 _INT_OPTIONS = {"watch_backlog": (100_000, 1)}
 
 
-def is_redis_url(target):
+def is_redis_url(target: object) -> bool:
     """Whether target (anything open() accepts) is a URL this module handles."""
     return isinstance(target, str) and target.startswith(SCHEMES)
 
@@ -43,13 +46,13 @@ class RedisURL:
     watch_backlog: int
 
 
-def _redacted(url, parts):
+def _redacted(url: str, parts: SplitResult) -> str:
     if parts.password is None:
         return url
     return url.replace(":" + parts.password + "@", ":***@", 1)
 
 
-def _port(parts):
+def _port(parts: SplitResult) -> int:
     try:
         port = parts.port
     except ValueError:
@@ -59,7 +62,7 @@ def _port(parts):
     return 6379 if port is None else port
 
 
-def _db(path, cluster):
+def _db(path: str, cluster: bool) -> int:
     text = path.strip("/")
     if not text:
         return 0
@@ -70,7 +73,7 @@ def _db(path, cluster):
     return int(text)
 
 
-def _option(name, text):
+def _option(name: str, text: str) -> float | int:
     if name in _FLOAT_OPTIONS:
         low = _FLOAT_OPTIONS[name][1]
         try:
@@ -88,11 +91,12 @@ def _option(name, text):
                      f"{', '.join(sorted([*_FLOAT_OPTIONS, *_INT_OPTIONS]))})")
 
 
-def _options(query, overrides):
+def _options(query: str, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The namespace and the options from the query string, then from keyword overrides."""
-    values = {name: default for name, (default, _) in {**_FLOAT_OPTIONS, **_INT_OPTIONS}.items()}
+    values: dict[str, Any] = {name: default for name, (default, _) in
+                              {**_FLOAT_OPTIONS, **_INT_OPTIONS}.items()}
     namespace = None
-    seen = set()
+    seen: set[str] = set()
     for name, text in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if name in seen:
             raise ValueError(f"bad query in Redis URL: {name!r} given twice")
@@ -113,7 +117,7 @@ def _options(query, overrides):
     return namespace, values
 
 
-def parse(url, **overrides):
+def parse(url: str, **overrides: Any) -> RedisURL:
     """The RedisURL for url; keyword overrides (connect_timeout=, socket_timeout=,
     lock_lease=, watch_backlog=) win over the query string.  ValueError names the bad part."""
     if not is_redis_url(url):

@@ -16,16 +16,24 @@ and at start reads every slot stream that exists.  A writer killed between its s
 its notice leaves that change in its stream, unseen by a running watcher until the next
 change in the same slot.
 """
-import time
+from __future__ import annotations
 
-from ._errors import WatchLagged
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._facade import check_timeout
 from ._redis import id_of, seq_of
-from ._redis_errors import remote
+from ._redis_errors import remote, watch_lagged
+
+if TYPE_CHECKING:
+    from ._redis import RedisStore
 
 _BATCH = 1000
+Change = tuple[int, bytes, "bytes | None"]     # (seq, key, value or None for a delete)
 
 
-def current_seq(store):
+def current_seq(store: RedisStore) -> int:
     """One server: the seq of the last change (0 if none).  A cluster: the primaries' clock
     as a seq, MS << 20 | 0xFFFFF, returned once every primary's clock has passed MS, so a
     change committed before the call has a seq <= it and one committed after, a greater."""
@@ -33,7 +41,8 @@ def current_seq(store):
     if not store._u.cluster:
         with remote(store.url, False):
             last = client.xrevrange(store._base + b"log", count=1)
-        return seq_of(last[0][0]) if last else 0
+        last_id: bytes | None = last[0][0] if last else None
+        return 0 if last_id is None else seq_of(last_id)
     primaries = store._primaries()
     ms = max(_clock_ms(store, primaries))
     while min(_clock_ms(store, primaries)) <= ms:
@@ -41,52 +50,49 @@ def current_seq(store):
     return ms << 20 | 0xFFFFF
 
 
-def _clock_ms(store, primaries):
+def _clock_ms(store: RedisStore, primaries: list[Any]) -> list[int]:
     with remote(store.url, False):
-        clocks = [c.time() for c in primaries]
+        clocks: list[tuple[int, int]] = [c.time() for c in primaries]
     return [sec * 1000 + usec // 1000 for sec, usec in clocks]
 
 
-def _read(store, stream, cursor):
+def _read(store: RedisStore, stream: bytes, cursor: int) -> list[Change]:
     """The entries of stream after seq cursor, as (seq, key, value) triples."""
     with remote(store.url, False):
-        deleted, entries = store._scripts["WATCH_READ"]([stream], [id_of(cursor), _BATCH],
-                                                        store._live())
+        reply = store._scripts["WATCH_READ"]([stream], [id_of(cursor), _BATCH], store._live())
+    deleted: bytes = reply[0]
+    entries: list[tuple[bytes, list[bytes]]] = reply[1]
     if seq_of(deleted) > cursor:
-        raise WatchLagged(74, f"watcher fell behind the change stream's trim (seq {cursor} "
-                              "was discarded): re-read and resume from d.seq", store.url)
+        raise watch_lagged(store.url, cursor)
     cut = len(store._kp)
-    out = []
+    out: list[Change] = []
     for entry_id, fields in entries:
-        pairs = dict(zip(fields[::2], fields[1::2]))
-        value = pairs.get(b"v")
-        out.append((seq_of(entry_id), pairs[b"k"][cut:],
-                    None if value is None else store._dec(value)))
+        pairs = dict(zip(fields[::2], fields[1::2], strict=True))
+        out.append((seq_of(entry_id), pairs[b"k"][cut:], pairs.get(b"v")))
     return out
 
 
-def _remaining(timeout, last):
+def _remaining(timeout: float | None, last: float) -> float | None:
     return None if timeout is None else timeout - (time.monotonic() - last)
 
 
-def _slice(store, remaining):
+def _slice(store: RedisStore, remaining: float | None) -> float:
     """Seconds to wait in one blocking call: under the socket timeout."""
     cap = max(0.001, store._u.socket_timeout * 0.5)
     return cap if remaining is None else max(0.001, min(cap, remaining))
 
 
-def watch(store, since, timeout):
+def watch(store: RedisStore, since: int | None, timeout: float | None) -> Iterator[Change]:
     if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
         raise TypeError(f"since must be an int seq, not {type(since).__name__}")
-    if timeout is not None and timeout < 0:
-        raise ValueError("timeout must be None or >= 0")
+    timeout = check_timeout(timeout, "timeout")
     start = current_seq(store) if since is None else since
     if store._u.cluster:
         return _watch_cluster(store, start, timeout)
     return _watch_one(store, start, timeout)
 
 
-def _watch_one(store, cursor, timeout):
+def _watch_one(store: RedisStore, cursor: int, timeout: float | None) -> Iterator[Change]:
     stream = store._base + b"log"
     last = time.monotonic()
     while True:
@@ -105,8 +111,9 @@ def _watch_one(store, cursor, timeout):
                                 block=max(1, int(_slice(store, remaining) * 1000)))
 
 
-def _drain(store, stream, cursors, start):
-    out = []
+def _drain(store: RedisStore, stream: bytes, cursors: dict[bytes, int],
+           start: int) -> list[Change]:
+    out: list[Change] = []
     while True:
         batch = _read(store, stream, cursors.get(stream, start))
         if not batch:
@@ -115,16 +122,17 @@ def _drain(store, stream, cursors, start):
         cursors[stream] = batch[-1][0]
 
 
-def _slot_streams(store):
+def _slot_streams(store: RedisStore) -> Iterable[bytes]:
     for client in store._primaries():
         with remote(store.url, False):
-            found = list(client.scan_iter(match=store._base + b"log:*", count=1000,
+            found: list[bytes] = list(client.scan_iter(match=store._base + b"log:*", count=1000,
                                           _type="STREAM"))
         yield from found
 
 
-def _watch_cluster(store, start, timeout):
-    cursors = {}
+def _watch_cluster(store: RedisStore, start: int,
+                   timeout: float | None) -> Iterator[Change]:
+    cursors: dict[bytes, int] = {}
     with remote(store.url, False):
         sub = store._live().pubsub()
         sub.subscribe(store._base + b"changes")
@@ -140,7 +148,8 @@ def _watch_cluster(store, start, timeout):
             if remaining is not None and remaining <= 0:
                 return
             with remote(store.url, False):
-                message = sub.get_message(timeout=_slice(store, remaining))
+                message: dict[str, Any] | None = sub.get_message(
+                    timeout=_slice(store, remaining))
             if not message or message.get("type") != "message":
                 continue
             stream = store._base + b"log:{" + message["data"] + b"}"

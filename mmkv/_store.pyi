@@ -19,6 +19,7 @@ _BUF_LEN: int
 _BATCH: int
 
 def _bytes(x: object, what: str = ...) -> bytes: ...
+def _timeout(value: object, what: str) -> float | None: ...
 
 class Store(MutableMapping[bytes, _V], Generic[_V]):
     __hash__: ClassVar[None]  # type: ignore[assignment]

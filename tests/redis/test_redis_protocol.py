@@ -8,7 +8,7 @@ import pytest
 
 import mmkv
 from mmkv._protocol import StoreProtocol
-from mmkv._redis import RedisStore
+from mmkv._redis import RedisCodecStore, RedisStore
 
 _NOT_MEMBERS = {"__init__", "__subclasshook__", "__class_getitem__", "__init_subclass__"}
 
@@ -76,7 +76,8 @@ def _signature_problems(proto, impl):
     return problems
 
 
-@pytest.mark.parametrize("cls", [RedisStore, mmkv.Store], ids=["RedisStore", "Store"])
+@pytest.mark.parametrize("cls", [RedisStore, RedisCodecStore, mmkv.Store],
+                         ids=["RedisStore", "RedisCodecStore", "Store"])
 def test_backend_satisfies_store_protocol(cls):
     """Issue 14: "a typing Protocol ... names the surface both satisfy"."""
     assert _problems(cls) == []
