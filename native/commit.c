@@ -27,20 +27,6 @@
 
 #include <string.h>
 
-void commit_write_header(struct fmt_record *r, int type, uint32_t klen, uint32_t vlen,
-                         uint64_t seq, uint64_t epoch, uint64_t hash)
-{
-    r->type = (uint8_t)type;
-    r->flags = 0;
-    r->reserved = 0;
-    r->klen = klen;
-    r->vlen = vlen;
-    r->seq = seq;
-    r->epoch = (uint32_t)epoch;
-    r->reserved2 = 0;
-    r->hash = hash;
-}
-
 /* Grow the file so that [0, end) is allocated, and map it.  A failed grow is undone (ext4
  * can leave a partial allocation and a larger st_size behind a failed fallocate). */
 int commit_ensure_space(mmkv_store *s, struct view *v, uint64_t end)
@@ -146,7 +132,7 @@ int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const 
 
     uint64_t seq = atomic_load(&h->seq) + 1;
     struct fmt_record *r = (struct fmt_record *)(v->base + tail);
-    commit_write_header(r, type, (uint32_t)klen, (uint32_t)vlen, seq, atomic_load(&h->epoch), hash);
+    fmt_record_header(r, type, (uint32_t)klen, (uint32_t)vlen, seq, atomic_load(&h->epoch), hash);
     uint8_t *body = (uint8_t *)(r + 1);
     if (klen)
         memcpy(body, key, klen);
@@ -226,7 +212,7 @@ static void commit_batch_record(struct view *v, uint64_t off, const struct batch
 {
     struct fmt_record *r = (struct fmt_record *)(v->base + off);
     uint64_t rlen = fmt_record_len(b->klen, b->vlen);
-    commit_write_header(r, b->type, b->klen, b->vlen, seq, epoch, b->hash);
+    fmt_record_header(r, b->type, b->klen, b->vlen, seq, epoch, b->hash);
     r->flags = FMT_FLAG_BATCH;
     uint8_t *body = (uint8_t *)(r + 1);
     if (b->klen)
@@ -269,7 +255,7 @@ int commit_batch(mmkv_store *s, struct view *v, const struct batch_rec *recs, si
         off += fmt_record_len(recs[i].klen, recs[i].vlen);
     }
     struct fmt_record *p = (struct fmt_record *)(v->base + plan_off);
-    commit_write_header(p, FMT_PAD, 0, (uint32_t)(plan_len - sizeof(*p)), ++seq, epoch, 0);
+    fmt_record_header(p, FMT_PAD, 0, (uint32_t)(plan_len - sizeof(*p)), ++seq, epoch, 0);
     p->flags = FMT_FLAG_BATCH;
     memset((uint8_t *)(pairs + 2 * n), 0, plan_len - sizeof(*p) - 16 * n);
     p->crc = fmt_record_crc(p);

@@ -154,11 +154,8 @@ static int compact_fill(mmkv_store *s, struct view *a, const struct table *t,
     uint64_t epoch = atomic_load(&ah->epoch) + 1, seq = compact_first_seq(ah, p->live);
     memcpy(bh, ah, offsetof(struct fmt_header, table_desc));   /* the immutable part */
     struct fmt_record *tr = (struct fmt_record *)(b->base + FMT_ARENA_OFF);
-    commit_write_header(tr, FMT_TABLE, 0, (uint32_t)(p->chunk - sizeof(*tr)), seq, epoch, 0);
-    uint64_t cap = 1ull << p->lg, mask = cap - 1;
-    memcpy((uint8_t *)tr + sizeof(*tr), &cap, 8);
-    tr->crc = fmt_record_crc(tr);
-    _Atomic uint64_t *slots = (_Atomic uint64_t *)((uint8_t *)tr + FMT_TABLE_SLOTS_OFF);
+    _Atomic uint64_t *slots = fmt_table_init(tr, p->lg, seq, epoch);   /* B is fresh: zeroed */
+    uint64_t mask = (1ull << p->lg) - 1;
     uint64_t off = FMT_ARENA_OFF + p->chunk;
     uint64_t w;
     const struct fmt_record *r;

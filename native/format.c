@@ -152,3 +152,30 @@ int fmt_header_validate(const struct fmt_header *h)
         return MMKV_ECORRUPT;
     return 0;
 }
+
+/* ---- record encoding ---- */
+
+void fmt_record_header(struct fmt_record *r, int type, uint32_t klen, uint32_t vlen,
+                       uint64_t seq, uint64_t epoch, uint64_t hash)
+{
+    r->type = (uint8_t)type;
+    r->flags = 0;
+    r->reserved = 0;
+    r->klen = klen;
+    r->vlen = vlen;
+    r->seq = seq;
+    r->epoch = (uint32_t)epoch;
+    r->reserved2 = 0;
+    r->hash = hash;
+}
+
+/* The one table-chunk writer: the TABLE record header of a chunk of 2^lg slots at r, whose
+ * slots the caller has zeroed (or knows are zero: a fresh file); returns the slots. */
+_Atomic uint64_t *fmt_table_init(struct fmt_record *r, unsigned lg, uint64_t seq, uint64_t epoch)
+{
+    uint64_t chunk = fmt_table_chunk_len(lg), cap = 1ull << lg;
+    fmt_record_header(r, FMT_TABLE, 0, (uint32_t)(chunk - sizeof(*r)), seq, epoch, 0);
+    memcpy((uint8_t *)r + sizeof(*r), &cap, 8);
+    r->crc = fmt_record_crc(r);
+    return (_Atomic uint64_t *)((uint8_t *)r + FMT_TABLE_SLOTS_OFF);
+}

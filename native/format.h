@@ -168,6 +168,9 @@ uint64_t fmt_siphash13(const uint8_t key[16], const void *data, size_t len);
 
 /* CRC of a record as it must be stored (covers what the type says). */
 uint32_t fmt_record_crc(const struct fmt_record *r);
+void fmt_record_header(struct fmt_record *r, int type, uint32_t klen, uint32_t vlen,
+                       uint64_t seq, uint64_t epoch, uint64_t hash);
+_Atomic uint64_t *fmt_table_init(struct fmt_record *r, unsigned lg, uint64_t seq, uint64_t epoch);
 uint32_t fmt_header_crc(const struct fmt_header *h);
 
 /* Check the immutable header part: 0, MMKV_ENOTSTORE (not ours) or MMKV_ECORRUPT. */

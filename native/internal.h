@@ -207,8 +207,6 @@ int commit_ensure_space(mmkv_store *s, struct view *v, uint64_t end);
 int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const char *key,
                   size_t klen, const char *val, size_t vlen, struct change *c);
 void commit_recover(struct view *v);
-void commit_write_header(struct fmt_record *r, int type, uint32_t klen, uint32_t vlen,
-                         uint64_t seq, uint64_t epoch, uint64_t hash);
 
 /* recover.c */
 int recover_check(mmkv_store *s, struct view *v, char *report, size_t cap,

@@ -74,10 +74,7 @@ static int open_format(int fd, const struct mmkv_options *opt)
     atomic_store(&h->epoch, 1);
     atomic_store(&h->synced_tail, tail);
     struct fmt_record *r = (struct fmt_record *)(page + FMT_ARENA_OFF);
-    commit_write_header(r, FMT_TABLE, 0, (uint32_t)(chunk - sizeof(*r)), 1, 1, 0);
-    uint64_t cap = 1ull << lg;
-    memcpy((uint8_t *)r + sizeof(*r), &cap, 8);
-    r->crc = fmt_record_crc(r);
+    fmt_table_init(r, lg, 1, 1);   /* the slots stay zero: the file is new */
     rc = os_vt.pwrite(fd, page, FMT_ARENA_OFF + FMT_TABLE_SLOTS_OFF, 0);
     free(page);
     /* the first bytes must be on disk before the file can be renamed into place (flag "n")

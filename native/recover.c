@@ -436,16 +436,13 @@ static int scan_rebuild(mmkv_store *s, struct view *v, struct replay *m, struct 
     if (gap) {
         struct fmt_record *p = (struct fmt_record *)(v->base + w->off);
         memset(p, 0, gap);
-        commit_write_header(p, FMT_PAD, 0, (uint32_t)(gap - sizeof(*p)), ++seq, epoch, 0);
+        fmt_record_header(p, FMT_PAD, 0, (uint32_t)(gap - sizeof(*p)), ++seq, epoch, 0);
         p->crc = fmt_record_crc(p);
     }
     struct fmt_record *tr = (struct fmt_record *)(v->base + toff);
     memset(tr, 0, chunk);
-    commit_write_header(tr, FMT_TABLE, 0, (uint32_t)(chunk - sizeof(*tr)), ++seq, epoch, 0);
-    uint64_t cap = 1ull << lg, mask = cap - 1;
-    memcpy((uint8_t *)tr + sizeof(*tr), &cap, 8);
-    tr->crc = fmt_record_crc(tr);
-    _Atomic uint64_t *slots = (_Atomic uint64_t *)((uint8_t *)tr + FMT_TABLE_SLOTS_OFF);
+    _Atomic uint64_t *slots = fmt_table_init(tr, lg, ++seq, epoch);
+    uint64_t mask = (1ull << lg) - 1;
     for (uint64_t k = 0; k < m->cap; k++) {
         const struct fmt_record *r = m->offs[k] ? replay_rec(m, m->offs[k]) : NULL;
         if (!r || r->type != FMT_PUT)

@@ -133,13 +133,9 @@ uint64_t table_initial_lg(uint64_t capacity)
 
 static void table_write_chunk(struct view *v, uint64_t toff, unsigned lg, uint64_t seq, uint64_t epoch)
 {
-    uint64_t chunk = fmt_table_chunk_len(lg);
     struct fmt_record *r = (struct fmt_record *)(v->base + toff);
-    memset(r, 0, chunk);
-    commit_write_header(r, FMT_TABLE, 0, (uint32_t)(chunk - sizeof(*r)), seq, epoch, 0);
-    uint64_t cap = 1ull << lg;
-    memcpy((uint8_t *)r + sizeof(*r), &cap, 8);
-    r->crc = fmt_record_crc(r);
+    memset(r, 0, fmt_table_chunk_len(lg));
+    fmt_table_init(r, lg, seq, epoch);
 }
 
 static void table_write_filler(struct view *v, uint64_t off, int type, uint64_t len,
@@ -147,7 +143,7 @@ static void table_write_filler(struct view *v, uint64_t off, int type, uint64_t 
 {
     struct fmt_record *r = (struct fmt_record *)(v->base + off);
     memset(r, 0, len);
-    commit_write_header(r, type, 0, (uint32_t)(len - sizeof(*r)), seq, epoch, 0);
+    fmt_record_header(r, type, 0, (uint32_t)(len - sizeof(*r)), seq, epoch, 0);
     r->crc = fmt_record_crc(r);
 }
 
