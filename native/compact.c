@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +31,11 @@
 
 #define COMPACT_MIN_GARBAGE (4ull << 20)
 
-/* Crash tests: MMKV_TEST_COMPACT_KILL=N makes the compactor SIGKILL itself at step N
- * (1 tag set, 2 new file built, 3 RETIRING, 4 renamed, 5 RETIRED), so a test can check
- * what every step leaves behind.  Read once per compaction; costs nothing otherwise. */
+/* Crash tests may kill the compactor at step N (1 tag set, 2 new file built, 3 RETIRING,
+ * 4 renamed, 5 RETIRED) through the os.c table, to see what every step leaves behind. */
 static void compact_test_point(int step)
 {
-    const char *env = getenv("MMKV_TEST_COMPACT_KILL");
-    if (env && atoi(env) == step)
-        kill(getpid(), SIGKILL);
+    os_vt.crash_point("compact", step);
 }
 
 int compact_wanted(const struct view *v)

@@ -29,6 +29,9 @@ struct os_vtable {
     /* next data at or after off (SEEK_DATA): 0 with *out, -ENXIO when only a hole follows */
     int (*seek_data)(int fd, uint64_t off, uint64_t *out);
     int (*seek_hole)(int fd, uint64_t off, uint64_t *out);
+    /* test hooks: negative controls and crash points, read from MMKV_TEST_* variables */
+    int (*test_flag)(const char *name);                 /* MMKV_TEST_<name> is set */
+    void (*crash_point)(const char *site, int step);    /* SIGKILL here if a test asks */
 };
 
 extern struct os_vtable os_vt;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -269,10 +270,30 @@ static int os_seek_hole_impl(int fd, uint64_t off, uint64_t *out)
     return os_seek_impl(fd, off, out, SEEK_HOLE);
 }
 
+/* Test hooks, kept out of the layers above: MMKV_TEST_<name> set turns a negative control
+ * on (a scan that skips CRCs, to show the tests would notice); MMKV_TEST_COMPACT_KILL=N
+ * makes the compactor SIGKILL itself at its step N, so a test sees what each step leaves. */
+static int os_test_flag_impl(const char *name)
+{
+    char var[64];
+    snprintf(var, sizeof(var), "MMKV_TEST_%s", name);
+    return getenv(var) != NULL;
+}
+
+static void os_crash_point_impl(const char *site, int step)
+{
+    if (strcmp(site, "compact") != 0)
+        return;
+    const char *env = getenv("MMKV_TEST_COMPACT_KILL");
+    if (env && atoi(env) == step)
+        kill(getpid(), SIGKILL);
+}
+
 struct os_vtable os_vt = {
     os_open_impl, os_close_impl, os_fstat_impl, os_fallocate_impl, os_ftruncate_impl,
     os_fdatasync_impl, os_pwrite_impl, os_rename_impl, os_unlink_impl, os_fsync_dir_impl,
     os_stat_ino_impl, os_fchmod_like_impl, os_seek_data_impl, os_seek_hole_impl,
+    os_test_flag_impl, os_crash_point_impl,
 };
 
 /* Open file description locks: owned by the open file, not the process, so closing another

@@ -64,7 +64,7 @@ static int replay_add(struct replay *m, uint64_t off)
     if ((m->used + 1) * 2 > m->cap) {
         struct replay n;
         if (replay_init(&n, m->base, m->cap * 2) < 0)
-            return -12;
+            return -ENOMEM;
         for (uint64_t i = 0; i < m->cap; i++)
             if (m->offs[i])
                 n.offs[replay_find(&n, replay_rec(m, m->offs[i]))] = m->offs[i];
@@ -317,7 +317,7 @@ int recover_check(mmkv_store *s, struct view *v, char *buf, size_t cap, struct m
         report_add(&rp, "an intent is pending outside the lock");
     struct replay m;
     if (replay_init(&m, v->base, 1024) < 0)
-        return -12;
+        return -ENOMEM;
     struct walk w;
     walk_start(&w, v, tail);
     const char *why = NULL;
@@ -329,7 +329,7 @@ int recover_check(mmkv_store *s, struct view *v, char *buf, size_t cap, struct m
         }
         if (walk_apply(&m, &w, r) < 0) {
             replay_free(&m);
-            return -12;
+            return -ENOMEM;
         }
     }
     if (w.off == tail && w.seq != atomic_load(&h->seq))
@@ -487,11 +487,11 @@ int recover_scan(mmkv_store *s, struct view *v)
         size = v->len;
     struct replay m;
     if (replay_init(&m, v->base, 1024) < 0)
-        return -12;
+        return -ENOMEM;
     struct walk w;
     walk_start(&w, v, size);
-    w.skip_crc = getenv("MMKV_TEST_SCAN_NO_CRC") != NULL;
-    w.skip_batch = getenv("MMKV_TEST_SCAN_NO_BATCH") != NULL;
+    w.skip_crc = os_vt.test_flag("SCAN_NO_CRC");
+    w.skip_batch = os_vt.test_flag("SCAN_NO_BATCH");
     const char *why;
     int rc = 0;
     for (;;) {
