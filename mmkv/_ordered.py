@@ -17,30 +17,37 @@ each chunk's values come from one get_many (one snapshot), and keys deleted mean
 left out.  Memory: the index holds one bytes object per key (about 40 bytes + the key, plus
 8 for the list slot).  Nothing here is written to the file.
 """
+from __future__ import annotations
+
 import itertools
 import threading
 import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedList
 
 from ._core import ffi, lib
+
+if TYPE_CHECKING:
+    from ._store import Key, Store
 
 CHUNK = 256
 _BATCH = 1024
 _BUF = 1 << 16
 _PUT, _DEL, _CLEAR = 1, 2, 5
 _MISSING = object()
-_indexes = {}   # id(store) -> _Index; dropped with the store
+_indexes: dict[int, _Index] = {}   # id(store) -> _Index; dropped with the store
 
 
 class _Index:
     """The sorted keys of one handle's store and the log position they reflect."""
 
-    def __init__(self, store):
+    def __init__(self, store: Store[Any]) -> None:
         self.mutex = threading.RLock()   # threads of one handle share the index
-        self.keys = SortedList()
-        self.log = None
-        self._finalizer = None
+        self.keys: SortedList[bytes] = SortedList()
+        self.log: Any = None              # the mmkv_log * (cffi cdata), None once closed
+        self._finalizer: weakref.finalize[[Any, Any], _Index] | None = None
         self.buf = ffi.new("char[]", _BUF)
         self.items = ffi.new("struct mmkv_log_item[]", _BATCH)
         self.off = ffi.new("uint64_t *")
@@ -51,7 +58,7 @@ class _Index:
         self.lagged = ffi.new("int *")
         self.build(store)
 
-    def build(self, store):
+    def build(self, store: Store[Any]) -> None:
         self.close()
         lgp = ffi.new("mmkv_log **")
         rc = lib.mmkv_log_open(store._h, lgp, self.pos)
@@ -64,13 +71,13 @@ class _Index:
         self.keys = SortedList(store)
         self.refresh(store)
 
-    def close(self):
+    def close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
             self.log = None
 
-    def refresh(self, store):
+    def refresh(self, store: Store[Any]) -> None:
         """Apply every change published since the last refresh, following compactions."""
         while True:
             rc = lib.mmkv_log_read(self.log, self.off, self.sub, 0, self.buf, len(self.buf),
@@ -96,7 +103,7 @@ class _Index:
                 return
             self.off[0], self.sub[0] = self.pos.base_off, 0
 
-    def _apply(self, count):
+    def _apply(self, count: int) -> None:
         keys, data = self.keys, ffi.buffer(self.buf, len(self.buf))
         for item in self.items[0:count]:
             key = data[item.data_off:item.data_off + item.klen]
@@ -109,11 +116,11 @@ class _Index:
                 keys.clear()
 
 
-def _close_log(log, handle):
+def _close_log(log: Any, handle: Any) -> None:
     lib.mmkv_log_close(log)
 
 
-def _index_for(store):
+def _index_for(store: Store[Any]) -> _Index:
     index = _indexes.get(id(store))
     if index is None:
         index = _indexes[id(store)] = _Index(store)
@@ -121,7 +128,7 @@ def _index_for(store):
     return index
 
 
-def _bound(x, what):
+def _bound(x: Key | None, what: str) -> bytes | None:
     from ._store import _bytes
     if x is None:
         return None
@@ -132,13 +139,14 @@ def _bound(x, what):
                         f"not {type(x).__name__}") from None
 
 
-def _after_prefix(prefix):
+def _after_prefix(prefix: bytes) -> bytes | None:
     """The smallest key greater than every key beginning with prefix (None: no such key)."""
     p = prefix.rstrip(b"\xff")
     return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
-def range_of(store, start, stop, prefix, reverse, values):
+def range_of(store: Store[Any], start: Key | None, stop: Key | None, prefix: Key | None,
+             reverse: object, values: object) -> Iterator[bytes | tuple[bytes, Any]]:
     """Store.range(): check the arguments now, iterate lazily."""
     lo, hi = _bound(start, "start"), _bound(stop, "stop")
     pre = _bound(prefix, "prefix")
@@ -149,9 +157,10 @@ def range_of(store, start, stop, prefix, reverse, values):
     return _walk(store, lo, hi, bool(reverse), bool(values))
 
 
-def _walk(store, lo, hi, reverse, values):
+def _walk(store: Store[Any], lo: bytes | None, hi: bytes | None, reverse: bool,
+          values: bool) -> Iterator[bytes | tuple[bytes, Any]]:
     index = _index_for(store)
-    last = None
+    last: bytes | None = None
     while True:
         with index.mutex:
             index.refresh(store)
@@ -170,7 +179,7 @@ def _walk(store, lo, hi, reverse, values):
             return
         last = chunk[-1]
         if values:
-            for key, value in zip(chunk, store.get_many(chunk, _MISSING)):
+            for key, value in zip(chunk, store.get_many(chunk, _MISSING), strict=True):
                 if value is not _MISSING:
                     yield key, value
         else:

@@ -86,7 +86,7 @@ def _bad_pair(i, items):
     try:
         pair = items[i]
         n = len(pair)
-    except Exception:   # noqa: BLE001 - an iterator, or no len(): the original error stands
+    except Exception:   # an iterator, or no len(): the original error stands
         return
     if n != 2:
         raise ValueError(f"update sequence element #{i} has length {n}; 2 is required") from None
@@ -591,7 +591,8 @@ class Store(MutableMapping):
             vl = ffi.new("uint32_t[]", list(map(len, vs)))
         except OverflowError:
             raise ValueError("key or value too large for this store") from None
-        rc = self._write(lib.mmkv_set_many, b"".join(_flatten(zip(ks, vs))), kl, vl, len(ks))
+        data = b"".join(_flatten(zip(ks, vs, strict=True)))
+        rc = self._write(lib.mmkv_set_many, data, kl, vl, len(ks))
         if rc < 0:
             self._fail(rc)
 
@@ -607,7 +608,7 @@ class Store(MutableMapping):
         if type(self).set_many is Store.set_many:
             self._set_lists(keys, values)
         else:                      # a subclass (codecs) encodes in its own set_many
-            self.set_many(zip(keys, values))
+            self.set_many(zip(keys, values, strict=True))
 
     def delete_many(self, keys):
         """Remove every present key of keys as one write (all or none after any crash);

@@ -3,9 +3,17 @@
 # memoryview and str; keys read back are bytes.  The stub covers API.md's whole Store surface
 # (batches, ordered views and watch included); while it exists mypy reads it instead of
 # _store.py, so the two change together.
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
 
 from typing_extensions import Self
 
@@ -27,10 +35,20 @@ class Store(MutableMapping[bytes, _V], Generic[_V]):
     _flag: int
     _shm: bool
     _reopen: tuple[Any, tuple[Any, ...]] | None
+    _h: Any                          # the mmkv * (cffi cdata, freed by ffi.gc)
+    _addr: int                       # the handle's address, for the binding's fast calls
+    _lock_timeout: float | None
+    _batches: dict[int, list[Any]]   # iteration batches being yielded, by id
 
     def __init__(self, handle: Any, path: str | bytes, flag: int, shm: bool = False,
                  lock_timeout: float | None = None, *,
                  reopen: tuple[Any, tuple[Any, ...]] | None = None) -> None: ...
+    # ---- calls into the core ----
+    def _fail(self, rc: int, key: object = ...) -> NoReturn: ...
+    def _wait(self, fn: Callable[..., int], args: tuple[Any, ...],
+              timeout: float | None = ...) -> int: ...
+    def _write(self, fn: Callable[..., int], *args: Any) -> int: ...
+    def _coerce(self, obj: object, what: str) -> bytes: ...
     # ---- the mapping ----
     def __getitem__(self, key: Key) -> _V: ...
     @overload
@@ -53,8 +71,14 @@ class Store(MutableMapping[bytes, _V], Generic[_V]):
     def items(self) -> ItemsView[bytes, _V]: ...
     def values(self) -> ValuesView[_V]: ...
     def _iterate(self, with_values: bool) -> Iterator[Any]: ...
+    def _scan(self, it: Any, desc: int, pos: Any, end: int, state: object,
+              with_values: bool = False) -> tuple[list[Any], bool, int]: ...
+    def _batches_of(self, with_values: bool) -> Iterator[list[Any]]: ...
     # ---- batches ----
-    def get_many(self, keys: Iterable[Key], default: _T = ...) -> list[_V | _T]: ...
+    @overload
+    def get_many(self, keys: Iterable[Key], default: None = None) -> list[_V | None]: ...
+    @overload
+    def get_many(self, keys: Iterable[Key], default: _T) -> list[_V | _T]: ...
     def set_many(self, items: Mapping[Key, _V | Value] | Iterable[tuple[Key, _V | Value]],
                  ) -> None: ...
     def delete_many(self, keys: Iterable[Key]) -> int: ...

@@ -21,10 +21,21 @@ file's own changes.  If a compaction dropped changes it had not read yet (it fel
 two compactions, or started from a `since` older than the current file), it raises
 mmkv.WatchLagged; resume from a fresh read and Store.seq.
 """
+from __future__ import annotations
+
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._core import ffi, lib
 from ._errors import WatchLagged
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+# (seq, key, value): key None only for a clear recorded without its keys, value None for a
+# delete
+Change: TypeAlias = tuple[int, bytes | None, bytes | None]
 
 _BATCH = 256
 _BUF = 1 << 16
@@ -32,12 +43,12 @@ _PUT, _DEL, _CLEAR = 1, 2, 5
 _SLICE = 0.1
 
 
-def _lagged(store):
+def _lagged(store: Store[Any]) -> WatchLagged:
     return WatchLagged(5, "watch() fell behind a compaction that dropped changes it had not "
                           "seen; resume from a fresh read and Store.seq", store._path)
 
 
-def watch_of(store, since, timeout):
+def watch_of(store: Store[Any], since: object, timeout: object) -> Iterator[Change]:
     """Check the arguments and take the starting point now; the changes come lazily."""
     if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
         raise TypeError(f"since must be an int or None, not {type(since).__name__}")
@@ -68,7 +79,8 @@ def watch_of(store, since, timeout):
     return _follow(store, store._h, log, off, pos, since, timeout, lagged)
 
 
-def _follow(store, handle, log, off, pos, since, timeout, behind):
+def _follow(store: Store[Any], handle: Any, log: Any, off: Any, pos: Any, since: int,
+            timeout: float | None, behind: bool) -> Iterator[Change]:
     if behind:   # raised on the first next(), as every other outcome of the watch
         lib.mmkv_log_close(log)
         raise _lagged(store)
@@ -110,9 +122,9 @@ def _follow(store, handle, log, off, pos, since, timeout, behind):
         del handle   # kept alive until the log is closed
 
 
-def _changes(buf, items, count, since):
+def _changes(buf: Any, items: Any, count: int, since: int) -> list[Change]:
     data = ffi.buffer(buf, len(buf))
-    out = []
+    out: list[Change] = []
     for item in items[0:count]:
         if item.seq <= since:
             continue
