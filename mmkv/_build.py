@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NATIVE = os.path.join(ROOT, "native")
 SOURCES = ["format.c", "os.c", "guard.c", "lock.c", "table.c", "commit.c", "recover.c", "compact.c",
-           "store.c", "iter.c", "open.c"]
+           "store.c", "iter.c", "open.c", "names.c", "sparse.c", "snapshot.c"]
 
 
 def _cdef():

@@ -69,7 +69,10 @@ def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name
     raw = os.fsencode(fspath)
     if b"\0" in raw:
         raise ValueError("embedded null byte in path")
-    return _open(raw, fspath, code, mode, options, False)
+    # A symbolic link names the store's file: resolve it once, here, so that compaction,
+    # "n" and a handle moving to a compacted file all act on that file and leave the link
+    # a link.  Messages keep the caller's spelling.
+    return _open(os.path.realpath(raw) if raw else raw, fspath, code, mode, options, False)
 
 
 def _shm_name(name):

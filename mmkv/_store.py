@@ -375,7 +375,12 @@ class Store(MutableMapping):
         names = ("count", "file_size", "tail", "reclaimable_bytes", "table_capacity",
                  "table_used", "synced_tail", "seq", "epoch", "max_key_len",
                  "max_value_len", "format_version")
-        return {name: getattr(st, name) for name in names}
+        out = {name: getattr(st, name) for name in names}
+        # the last failure of automatic compaction through this handle, or None
+        from ._errors import strerror
+        err = st.compaction_error
+        out["compaction_error"] = f"automatic compaction failed: {strerror(err)}" if err else None
+        return out
 
     def _check(self, full=True):
         """The core's structural check: every record reachable from the table is valid,

@@ -190,8 +190,8 @@ def _arg_bytes(text, args, what):
 
 def _temp_beside(path, what):
     """A fresh hidden name in path's directory (same file system, so rename is atomic)."""
-    head, tail = os.path.split(os.path.abspath(path))
-    return os.path.join(head, f".{tail}.{what}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    head = os.path.dirname(os.path.abspath(path))   # short, never the target's name: NAME_MAX
+    return os.path.join(head, f".mmkv-{secrets.token_hex(8)}.{what}")
 
 
 def _unlink_quietly(path):
@@ -376,6 +376,7 @@ def _build(reader, target, force, total):
         options["max_key_len"] = reader.max_key_len
     if reader.max_value_len is not None:
         options["max_value_len"] = reader.max_value_len
+    target = os.path.realpath(target)   # through a symlink: replace the file, keep the link
     tmp = _temp_beside(target, "restore")
     try:
         with mmkv.open(tmp, "n", **options) as store:

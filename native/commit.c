@@ -120,6 +120,8 @@ int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const 
     struct fmt_header *h = view_hdr(v);
     uint64_t tail = atomic_load(&h->tail), rlen = fmt_record_len(klen, vlen);
     int rc = commit_ensure_space(s, v, tail + rlen);
+    if (rc == 0)
+        rc = sparse_slot_ready(v, c->slot_off);   /* a hole under the slot: allocate it now */
     if (rc < 0)
         return rc;
     h = view_hdr(v);

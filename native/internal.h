@@ -95,6 +95,11 @@ struct mmkv_store {
     _Atomic int user_locks;      /* mmkv_lock depth taken through this handle */
     uint64_t popitem_hint;       /* slot where popitem starts looking (under the lock) */
     struct mmkv_store *next_open;/* registry of open handles (fork) */
+    /* issue 10: the last automatic compaction failure (0: none), and the backoff after it:
+     * no new attempt on compact_retry_gen before its garbage passes compact_retry_garbage */
+    int compact_error;
+    struct gen *compact_retry_gen;
+    uint64_t compact_retry_garbage;
 };
 
 /* A snapshot of the mapping of one gen, for one operation. */
@@ -179,5 +184,25 @@ int recover_check(mmkv_store *s, struct view *v, char *report, size_t cap,
 int recover_scan(mmkv_store *s, struct view *v);
 int recover_verify(mmkv_store *s, struct view *v, char *report, size_t cap,
                    struct mmkv_check_report *out);      /* power loss: rebuild from the log */
+
+/* ---- issue 10 (containers, links, names): additions kept in one block ---- */
+
+/* names.c: a temporary file's name beside path, `.mmkv-<tag>.<kind>`, fitting NAME_MAX */
+int names_tmp_beside(const char *path, const char *kind, uint64_t tag, char *out, size_t cap);
+
+/* os.c: the number of hard links of fd's file (st_nlink), or -errno */
+int os_nlink(int fd);
+/* os.c: -EPERM if fd's file is immutable or append-only (FS_IOC_GETFLAGS), else 0 */
+int os_file_frozen(int fd);
+
+/* sparse.c: the first bytes of a new store, whose table chunk [toff, toff + chunk) is left
+ * unallocated (a hole) when it is large; the rest of [0, size) is allocated */
+int sparse_allocate_new(int fd, uint64_t toff, uint64_t chunk, uint64_t size);
+/* sparse.c: before a slot of a possibly sparse table is written for the first time,
+ * allocate its page (a full disk is then ENOSPC here, never SIGBUS on the store) */
+int sparse_slot_ready(struct view *v, uint64_t slot_off);
+
+/* compaction errors of automatic compaction, kept per handle (store.c, compact.c) */
+void compact_auto(mmkv_store *s, struct view *v);
 
 #endif

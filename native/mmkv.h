@@ -39,6 +39,7 @@
 #define MMKV_EFULL       -30013  /* the hash table reached its maximum capacity */
 #define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
 #define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */
+#define MMKV_ELINKED     -30031  /* compaction refused: the file has more than one hard link */
 
 /* Open flags, as dbm's "r", "w", "c", "n"; OR in MMKV_OPEN_SHM for a shared-memory name. */
 #define MMKV_OPEN_READ    1
@@ -71,6 +72,7 @@ struct mmkv_stats {
     uint64_t max_key_len;
     uint64_t max_value_len;
     uint64_t format_version;
+    int64_t compaction_error;    /* this handle's last automatic compaction failure, 0: none */
 };
 
 struct mmkv_check_report {

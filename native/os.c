@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -292,4 +294,25 @@ int os_shm_path(const char *name, char *out, size_t cap)
     if ((size_t)snprintf(out, cap, "%s/%s", dir ? dir : "/dev/shm", name) >= cap)
         return MMKV_EINVAL;
     return 0;
+}
+
+/* ---- issue 10: hard links and frozen files ---- */
+
+int os_nlink(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return st.st_nlink > INT32_MAX ? INT32_MAX : (int)st.st_nlink;
+}
+
+/* A file made immutable (chattr +i) or append-only (chattr +a) after it was opened cannot
+ * be written through the mapping any more: the kernel answers the page fault with SIGBUS.
+ * Say why instead of blaming a truncation. */
+int os_file_frozen(int fd)
+{
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+        return 0;
+    return (flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) ? -EPERM : 0;
 }

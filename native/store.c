@@ -255,7 +255,8 @@ static int64_t store_guarded(mmkv_store *s, struct gen *g, store_op fn, void *ct
         guard_disarm();
         if (locked)
             store_fault_cleanup(g);
-        return MMKV_EFAULT;
+        int frozen = write ? os_file_frozen(g->fd) : 0;   /* chattr +i, +a: say EPERM */
+        return frozen ? frozen : MMKV_EFAULT;
     }
     guard_arm(&env);
     struct view v;
@@ -290,7 +291,7 @@ static int64_t store_guarded(mmkv_store *s, struct gen *g, store_op fn, void *ct
         }
         if (rc >= 0 && !*again && s->auto_compact && atomic_load(&s->user_locks) == 0 &&
             compact_wanted(&v))
-            compact_run(s, &v);   /* the write is done; a failed compaction changes nothing */
+            compact_auto(s, &v);  /* the write is done; a failed compaction changes nothing */
         lock_release(&v);
         atomic_signal_fence(memory_order_seq_cst);
         locked = 0;
@@ -892,6 +893,7 @@ static int64_t op_stats(mmkv_store *s, struct view *v, void *arg)
     o->max_key_len = h->max_key_len;
     o->max_value_len = h->max_value_len;
     o->format_version = h->version;
+    o->compaction_error = s->compact_error;
     return 0;
 }
 
@@ -963,6 +965,7 @@ const char *mmkv_strerror(int rc)
     case MMKV_EFULL: return "the hash table reached its maximum capacity";
     case MMKV_ENOTLOCKED: return "the lock is not held by this thread through this handle";
     case MMKV_EINVAL: return "invalid argument";
+    case MMKV_ELINKED: return "the store's file has more than one hard link; compaction would replace only one of its names";
     default: return rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error";
     }
 }

@@ -1,0 +1,2 @@
+/* snapshot.c - placeholder (filled below) */
+#include "internal.h"
