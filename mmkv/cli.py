@@ -44,7 +44,7 @@ import time
 
 import mmkv
 
-from . import _dump
+from . import _dump, _snapshot
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SALVAGED = 0, 1, 2, 3
 _DEFAULT_LIMITS = (65535, 64 * 1024 * 1024)     # mmkv.open()'s max_key_len, max_value_len
@@ -248,25 +248,21 @@ def _open_for_dump(path):
 
 
 def _write_sorted(store, out, max_key_len, max_value_len):
-    """Dump store to out in key order; returns the number of records written."""
-    with _dump.KeySorter() as sorter:
-        bar = _Progress("mmkv dump: reading keys", total=len(store))
-        for i, key in enumerate(store, 1):
-            sorter.add(key)
-            if not i & 1023:
-                bar.update(i)
-        bar.finish(sorter.count)
-        writer = _dump.DumpWriter(out, max_key_len, max_value_len)
-        bar = _Progress("mmkv dump: writing", total=sorter.count)
-        get = store.get
-        for i, key in enumerate(sorter.sorted(), 1):
-            value = get(key)
-            if value is not None:      # None: deleted since the keys were read
-                writer.write(key, value)
-            if not i & 1023:
-                bar.update(i)
-        bar.finish(sorter.count)
-        return writer.finish()
+    """Dump store to out in key order, a snapshot of one moment (mmkv/_snapshot.py);
+    returns the number of records written."""
+    total = len(store)
+    bar = _Progress("mmkv dump: reading keys", total=total)
+    items = _snapshot.snapshot_items(store, sort=True, on_key=bar.update)
+    writer = _dump.DumpWriter(out, max_key_len, max_value_len)
+    for i, (key, value) in enumerate(items, 1):
+        if i == 1:
+            bar.finish(total)
+            bar = _Progress("mmkv dump: writing", total=total)
+        writer.write(key, value)
+        if not i & 1023:
+            bar.update(i)
+    bar.finish(writer.count)
+    return writer.finish()
 
 
 def _salvage_into(path, scratch):

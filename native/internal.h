@@ -202,6 +202,14 @@ int sparse_allocate_new(int fd, uint64_t toff, uint64_t chunk, uint64_t size);
  * allocate its page (a full disk is then ENOSPC here, never SIGBUS on the store) */
 int sparse_slot_ready(struct view *v, uint64_t slot_off);
 
+/* commit.c: 1 if commit_recover would apply the pending COMMIT/SWAP intent */
+int commit_intent_applies(const struct view *v, uint64_t state);
+
+/* recover.c: the keys of the log's prefix [start, end) as of its last record: *offs (malloc'd,
+ * the caller frees) gets the offset of each key's newest record when it is a PUT, *n their
+ * number.  Used by the consistent dump (snapshot.c). */
+int recover_live_at(mmkv_store *s, struct view *v, uint64_t end, uint64_t **offs, uint64_t *n);
+
 /* compaction errors of automatic compaction, kept per handle (store.c, compact.c) */
 void compact_auto(mmkv_store *s, struct view *v);
 

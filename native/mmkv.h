@@ -187,6 +187,23 @@ void mmkv_salvage_close(mmkv_salvage *h);
  * every record of the log, and every record a slot points to, is valid. */
 int mmkv_verify(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
 
+/* Consistent snapshot (`mmkv dump`): the contents at one moment, never inside another
+ * process's lock() block, holding writers up for no longer than one write (see snapshot.c).
+ * begin takes the moment and pins the file: a writable handle takes the lock for the time
+ * of two loads; a read-only one cannot, and returns -EAGAIN while a live thread holds the
+ * lock (call again after a short sleep).  *seq gets the seq of the moment.  next copies
+ * keys into buf (lengths to klens, record offsets to offs, at most max_keys), unordered;
+ * returns 1 when the last key was copied, 0 if more remain, MMKV_EBUFSIZE with *need when
+ * one key does not fit an empty buf.  value copies the value of a record offset given by
+ * next (its length; larger than cap: nothing copied).  The snapshot keeps 8 bytes per key
+ * of the store; end releases it. */
+typedef struct mmkv_snapshot mmkv_snapshot;
+int mmkv_snapshot_begin(mmkv_store *s, mmkv_snapshot **out, uint64_t *seq);
+int mmkv_snapshot_next(mmkv_snapshot *sn, char *buf, size_t cap, uint32_t *klens, uint64_t *offs,
+                       size_t max_keys, size_t *n, size_t *need);
+int64_t mmkv_snapshot_value(mmkv_snapshot *sn, uint64_t off, char *buf, size_t cap);
+void mmkv_snapshot_end(mmkv_snapshot *sn);
+
 /* Call in a child process after fork(): forget lock ownership inherited from the parent. */
 void mmkv_after_fork_child(void);
 
