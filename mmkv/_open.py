@@ -50,7 +50,23 @@ def _open(target, display, code, mode, options, shm):
     rc = lib.mmkv_open(target, code, mode, opt, out)
     if rc < 0:
         raise exception_for(rc, display)
-    return Store(out[0], display, code, shm)
+    store = Store(out[0], display, code, shm)
+    _check_limits(store, display, options)
+    return store
+
+
+def _check_limits(store, display, options):
+    """An existing store keeps the limits it was created with: asking for others is a
+    ValueError naming them, never silently ignored."""
+    asked = {n: options[n] for n in ("max_key_len", "max_value_len") if n in options}
+    if not asked:
+        return
+    st = store.stats()
+    if any(st[n] != v for n, v in asked.items()):
+        store.close()
+        raise ValueError(f"{display}: the store was created with max_key_len={st['max_key_len']}"
+                         f" and max_value_len={st['max_value_len']}; open it without these"
+                         f" options or with the same values")
 
 
 def open(path, flag="c", mode=0o666, **options):  # noqa: A001 - the dbm name

@@ -3,7 +3,8 @@ go on writing (what `mmkv dump` writes).
 
 The core takes the moment (native/snapshot.c): the end of the log at an instant when no
 `lock()` block and no write is in progress, found under the writer lock for a writable
-handle (held for two loads) and by watching the lock for a read-only one; it pins that file
+handle (held for two loads) and by watching the lock for a read-only one (a read-only
+handle whose file this process may write uses a writable twin instead); it pins that file
 and walks its log up to the moment, keeping each key's last record at or below it.  Writers
 are held up for no longer than one write; a compaction meanwhile changes nothing, since the
 pinned file stays mapped.
@@ -104,9 +105,33 @@ class _PairSorter(KeySorter):
             self._spill()
 
 
+def _writable_twin(store):
+    """For a read-only handle, a writable one on the same store if this process may write
+    the file (its snapshot takes the lock, which is fair to it; watching the lock from a
+    read-only handle can wait long beside a writer that re-takes it at once), else None."""
+    if store._flag & 0xFF != lib.MMKV_OPEN_READ:
+        return None
+    from ._open import open as _open_file, open_shm
+    try:
+        if store._shm:
+            return open_shm(store._path.split(":", 1)[1], "w")
+        return _open_file(store._path, "w")
+    except (OSError, ValueError):
+        return None
+
+
 def snapshot_items(store, sort=False, on_key=None):
     """Iterate the (key, value) pairs of store at one moment (see the module docstring).
     on_key(count), if given, is called every 1024 keys while the keys are gathered."""
+    twin = _writable_twin(store)
+    try:
+        yield from _items(store if twin is None else twin, sort, on_key)
+    finally:
+        if twin is not None:
+            twin.close()
+
+
+def _items(store, sort, on_key):
     with _Snapshot(store) as snap:
         if not sort:
             for key, off in snap.keys():

@@ -10,7 +10,9 @@
  * tail did not move.  A block that ran in between and wrote anything moved the tail; one
  * still running at the second look holds the word.  When the holder died (the word says
  * FUTEX_OWNER_DIED, no owner), its pending write counts as the next locker will finish it.
- * Busy: -EAGAIN, and the caller (mmkv/_snapshot.py) retries after a short sleep.
+ * It looks in a tight loop for a few milliseconds (a writer that re-takes the lock at once
+ * leaves it free for microseconds); still busy: -EAGAIN, and the caller
+ * (mmkv/_snapshot.py) retries after a short sleep.
  *
  * The contents.  With the file pinned, the log below that tail never changes (a compaction
  * retires the file but leaves it mapped for the pin), so a walk up to the tail gives, for
@@ -49,8 +51,8 @@ static void snap_leave(mmkv_store *s)
     atomic_fetch_sub(&s->inflight, 1);
 }
 
-/* The moment, for a read-only handle: see the top.  0, or -EAGAIN while a writer is busy. */
-static int snap_point_unlocked(struct view *v, uint64_t *tail, uint64_t *seq)
+/* One look, for a read-only handle: see the top.  0, or -EAGAIN while a writer is busy. */
+static int snap_look(struct view *v, uint64_t *tail, uint64_t *seq)
 {
     struct fmt_header *h = view_hdr(v);
     const _Atomic uint32_t *word =
@@ -69,6 +71,22 @@ static int snap_point_unlocked(struct view *v, uint64_t *tail, uint64_t *seq)
     *tail = t;
     *seq = q;
     return 0;
+}
+
+/* The moment, for a read-only handle.  A writer that re-takes the lock as soon as it lets
+ * go leaves it free for a few microseconds at a time, so look in a tight loop for up to
+ * SNAP_SPIN_NS before giving up (-EAGAIN; the caller sleeps and calls again). */
+#define SNAP_SPIN_NS 3000000ull
+
+static int snap_point_unlocked(struct view *v, uint64_t *tail, uint64_t *seq)
+{
+    uint64_t deadline = os_now_ns() + SNAP_SPIN_NS;
+    for (unsigned i = 0;; i++) {
+        if (snap_look(v, tail, seq) == 0)
+            return 0;
+        if ((i & 255) == 255 && os_now_ns() > deadline)
+            return -EAGAIN;
+    }
 }
 
 /* The moment, for a writable handle: under the mutex (which also finishes a dead holder's
