@@ -195,6 +195,9 @@ int os_nlink(int fd);
 /* os.c: -EPERM if fd's file is immutable or append-only (FS_IOC_GETFLAGS), else 0 */
 int os_file_frozen(int fd);
 
+/* os.c: 1 if reading a hole of fd's file through a mapping allocates nothing (not tmpfs) */
+int os_holes_free_to_read(int fd);
+
 /* sparse.c: the first bytes of a new store, whose table chunk [toff, toff + chunk) is left
  * unallocated (a hole) when it is large; the rest of [0, size) is allocated */
 int sparse_allocate_new(int fd, uint64_t toff, uint64_t chunk, uint64_t size);

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/vfs.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -315,4 +316,15 @@ int os_file_frozen(int fd)
     if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
         return 0;
     return (flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) ? -EPERM : 0;
+}
+
+/* Can a hole in fd's file be read through a shared mapping without allocating space?  Not
+ * on tmpfs or ramfs (shared memory stores live there): a read fault allocates a page, and
+ * on a full file system that is SIGBUS even for a reader. */
+int os_holes_free_to_read(int fd)
+{
+    struct statfs fs;
+    if (fstatfs(fd, &fs) < 0)
+        return 0;
+    return fs.f_type != 0x01021994 /* TMPFS_MAGIC */ && fs.f_type != (long)0x858458f6 /* RAMFS */;
 }

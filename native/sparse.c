@@ -11,7 +11,9 @@
  * slot's page is allocated: when every word of the page is still EMPTY (slots never return
  * to EMPTY in a live table, so a page with any other word was written before), it
  * fallocates that one page, under the lock and before the write's intent, so that ENOSPC
- * refuses the write cleanly.  Rebuilt tables (in the allocated log) and compacted files
+ * refuses the write cleanly.  Not on tmpfs (shared memory, /dev/shm): there even a read of
+ * a hole allocates a page, so a reader could fault on a full file system; such a store is
+ * allocated whole at creation, and a size that does not fit is ENOSPC at open.  Rebuilt tables (in the allocated log) and compacted files
  * (allocated whole) never have holes; the check costs them a scan of one page at most.
  */
 #include "internal.h"
@@ -22,7 +24,7 @@
 
 int sparse_allocate_new(int fd, uint64_t toff, uint64_t chunk, uint64_t size)
 {
-    if (chunk < SPARSE_MIN_CHUNK)
+    if (chunk < SPARSE_MIN_CHUNK || !os_holes_free_to_read(fd))
         return os_vt.fallocate(fd, 0, size);
     uint64_t first = toff + FMT_PAGE, end = toff + chunk;
     int rc = os_vt.fallocate(fd, 0, first);
