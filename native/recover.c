@@ -243,6 +243,7 @@ struct point {
 static void point_raw(const struct view *v, uint64_t raw[18])
 {
     struct fmt_header *h = view_hdr(v);
+    atomic_thread_fence(memory_order_seq_cst);
     raw[0] = atomic_load(&h->intent);
     raw[1] = atomic_load(&h->tail);
     raw[2] = atomic_load(&h->seq);
@@ -257,16 +258,9 @@ static void point_raw(const struct view *v, uint64_t raw[18])
     atomic_thread_fence(memory_order_seq_cst);
 }
 
-/* A stable reading of the header (two equal ones in a row), with its intent applied. */
-static void point_read(const struct view *v, struct point *p)
+/* The point from the header as it is now (see point_read for when that is consistent). */
+static void point_derive(const struct view *v, struct point *p)
 {
-    uint64_t again[18];
-    for (int tries = 0; tries < 100000; tries++) {
-        point_raw(v, p->raw);
-        point_raw(v, again);
-        if (memcmp(p->raw, again, sizeof(again)) == 0)
-            break;
-    }
     const struct fmt_header *h = view_hdr(v);
     uint64_t intent = p->raw[0];
     p->tail = p->window = p->raw[1];
@@ -292,6 +286,21 @@ static void point_read(const struct view *v, struct point *p)
             p->slot_off = h->i_slot_off;
             p->slot_w = h->i_new_w;
         }
+    }
+}
+
+/* A consistent reading of the header with its intent applied: the words read, the point
+ * derived from the header, the words read again, until both readings agree (tail and seq
+ * only grow, so equal readings mean nothing was published in between). */
+static void point_read(const struct view *v, struct point *p)
+{
+    uint64_t again[18];
+    for (int tries = 0; tries < 100000; tries++) {
+        point_raw(v, p->raw);
+        point_derive(v, p);
+        point_raw(v, again);
+        if (memcmp(p->raw, again, sizeof(again)) == 0)
+            return;
     }
 }
 
@@ -528,6 +537,8 @@ int recover_verify(mmkv_store *s, struct view *v, char *buf, size_t cap, struct 
     struct report rp = report_start(buf, cap, out);
     struct fmt_header *h = view_hdr(v);
     uint64_t tail = atomic_load(&h->tail);
+    if (tail > v->len)
+        store_extend(s, v, tail);   /* the file grew since this handle mapped it */
     struct walk w;
     walk_start(&w, v, tail <= v->len ? tail : v->len);
     const char *why = NULL;
