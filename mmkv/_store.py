@@ -367,7 +367,8 @@ class Store(MutableMapping):
             self._fail(rc)
 
     def stats(self):
-        """A dict of counts and sizes: count, file_size, reclaimable_bytes, tail, ..."""
+        """A dict of counts and sizes: count, file_size, reclaimable_bytes, tail, ...;
+        compaction_error: why this handle's last automatic compaction failed, or None."""
         st = ffi.new("struct mmkv_stats *")
         rc = lib.mmkv_stats(self._h, st)
         if rc < 0:

@@ -208,7 +208,7 @@ int sparse_slot_ready(struct view *v, uint64_t slot_off);
 /* commit.c: 1 if commit_recover would apply the pending COMMIT/SWAP intent */
 int commit_intent_applies(const struct view *v, uint64_t state);
 
-/* recover.c: the keys of the log's prefix [start, end) as of its last record: *offs (malloc'd,
+/* recover.c: the keys of the log's prefix [FMT_ARENA_OFF, end) as of its last record: *offs (malloc'd,
  * the caller frees) gets the offset of each key's newest record when it is a PUT, *n their
  * number.  Used by the consistent dump (snapshot.c). */
 int recover_live_at(mmkv_store *s, struct view *v, uint64_t end, uint64_t **offs, uint64_t *n);

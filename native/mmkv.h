@@ -158,7 +158,10 @@ void mmkv_iter_end(mmkv_iter *it);
 int mmkv_compact(mmkv_store *s);
 
 /* Structural check: walks the whole log and the table; writes a report (NUL-terminated,
- * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise. */
+ * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise.
+ * A writable handle checks under the lock; a read-only one checks a consistent reading of
+ * the header while others write, counting a write in progress (or interrupted by a crash)
+ * as the next writer will finish it (recover.c), so neither is reported as damage. */
 int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
 
 /* Salvage: walk any file's log read-only, yielding every record that passes its checks
