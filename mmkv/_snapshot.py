@@ -3,8 +3,9 @@ go on writing (what `mmkv dump` writes).
 
 The core takes the moment (native/snapshot.c): the end of the log at an instant when no
 `lock()` block and no write is in progress, found under the writer lock for a writable
-handle (held for two loads) and by watching the lock for a read-only one (a read-only
-handle whose file this process may write uses a writable twin instead); it pins that file
+handle (held for two loads) and by watching the lock for a read-only one (one that finds
+the lock busy for long, and may write the file, takes it through a writable twin); it pins
+that file
 and walks its log up to the moment, keeping each key's last record at or below it.  Writers
 are held up for no longer than one write; a compaction meanwhile changes nothing, since the
 pinned file stays mapped.
@@ -27,15 +28,18 @@ _WAIT_FIRST, _WAIT_MAX = 0.0002, 0.02     # sleeps while a writer holds the lock
 class _Snapshot:
     """The pinned moment; use as a context manager."""
 
-    def __init__(self, store):
+    def __init__(self, store, patience=None):
         self._store = store
         out = ffi.new("mmkv_snapshot **")
         seq = ffi.new("uint64_t *")
         wait = _WAIT_FIRST
+        start = time.monotonic()
         while True:
             rc = lib.mmkv_snapshot_begin(store._h, out, seq)
             if rc != -11:                 # -EAGAIN: a live thread holds the lock; look again
                 break
+            if patience is not None and time.monotonic() - start > patience:
+                raise _Busy
             time.sleep(wait)
             wait = min(wait * 2, _WAIT_MAX)
         if rc < 0:
@@ -105,12 +109,17 @@ class _PairSorter(KeySorter):
             self._spill()
 
 
+class _Busy(Exception):
+    """A read-only handle watched the lock for its patience without finding it free."""
+
+
+_PATIENCE = 0.05    # seconds a read-only handle watches the lock before it asks for a twin
+
+
 def _writable_twin(store):
-    """For a read-only handle, a writable one on the same store if this process may write
-    the file (its snapshot takes the lock, which is fair to it; watching the lock from a
-    read-only handle can wait long beside a writer that re-takes it at once), else None."""
-    if store._flag & 0xFF != lib.MMKV_OPEN_READ:
-        return None
+    """A writable handle on the same store as read-only `store`, if this process may write
+    the file, else None.  Its snapshot takes the lock, which a writer that re-takes the lock
+    as soon as it lets go cannot starve, as it can starve a read-only handle watching it."""
     from ._open import open as _open_file, open_shm
     try:
         if store._shm:
@@ -123,16 +132,24 @@ def _writable_twin(store):
 def snapshot_items(store, sort=False, on_key=None):
     """Iterate the (key, value) pairs of store at one moment (see the module docstring).
     on_key(count), if given, is called every 1024 keys while the keys are gathered."""
+    readonly = store._flag & 0xFF == lib.MMKV_OPEN_READ
+    try:
+        snap = _Snapshot(store, _PATIENCE if readonly else None)
+    except _Busy:
+        snap = None
+    if snap is not None:
+        yield from _items(snap, sort, on_key)
+        return
     twin = _writable_twin(store)
     try:
-        yield from _items(store if twin is None else twin, sort, on_key)
+        yield from _items(_Snapshot(store if twin is None else twin), sort, on_key)
     finally:
         if twin is not None:
             twin.close()
 
 
-def _items(store, sort, on_key):
-    with _Snapshot(store) as snap:
+def _items(snap, sort, on_key):
+    with snap:
         if not sort:
             for key, off in snap.keys():
                 yield key, snap.value(off)

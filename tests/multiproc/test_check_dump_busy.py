@@ -143,13 +143,13 @@ INVARIANT_WRITER = """
 
 API_DUMPER = """
     import sys, mmkv
-    from mmkv._snapshot import _items, snapshot_items
+    from mmkv._snapshot import _Snapshot, _items, snapshot_items
     how = sys.argv[3]
     broken = 0
     for i in range(int(sys.argv[2])):
         with mmkv.open(sys.argv[1], "w" if how == "w" else "r") as d:
             if how == "watch":       # the read-only moment, watching the lock (no twin)
-                items = dict(_items(d, i % 2 == 0, None))
+                items = dict(_items(_Snapshot(d), i % 2 == 0, None))
             else:
                 items = dict(snapshot_items(d, sort=(i % 2 == 0)))
         if int(items[b"a"]) + int(items[b"b"]) != 1000:
