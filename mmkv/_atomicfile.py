@@ -19,8 +19,8 @@ from ._errors import error
 
 def temp_beside(path: str, what: str) -> str:
     """A fresh hidden name in path's directory (same file system, so rename is atomic)."""
-    head, tail = os.path.split(os.path.abspath(path))
-    return os.path.join(head, f".{tail}.{what}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    head = os.path.dirname(os.path.abspath(path))   # short, never the target's name: NAME_MAX
+    return os.path.join(head, f".mmkv-{secrets.token_hex(8)}.{what}")
 
 
 def unlink_quietly(path: str) -> None:

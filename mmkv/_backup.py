@@ -2,8 +2,9 @@
 back into a new one, with the command line's guarantees; `mmkv dump` and `mmkv restore` are
 thin adapters over these.
 
-dump streams: keys are sorted in bounded memory (mmkv/_sort.py) and each value is read when
-its record is written, so memory does not grow with the store.  A damaged store is salvaged
+dump writes a snapshot of one moment (mmkv/_snapshot.py: the log up to a tail read under
+the lock, so never inside another process's lock() block), its keys sorted in bounded memory
+(mmkv/_sort.py) and each value read when its record is written.  A damaged store is salvaged
 (mmkv/_salvage.py) when asked: its valid records are replayed into a scratch store first.
 restore builds the new store beside the target, syncs it, and moves it into place only when
 the whole dump has checked (mmkv/_atomicfile.py), so the target appears whole or not at all.
@@ -16,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from . import _atomicfile, _dump, _salvage, _sort
+from . import _atomicfile, _dump, _salvage, _snapshot
 from ._errors import CorruptError, error
 from ._store import Store
 
@@ -60,25 +61,22 @@ class DumpReport(NamedTuple):
 
 def _write_sorted(store: Store[Any], out: IO[bytes], max_key_len: int, max_value_len: int,
                   progress: ProgressFactory) -> int:
-    """Dump store to out in key order; the number of records written."""
-    get = Store.get.__get__(store)          # the raw bytes, whatever codec the store has
-    with _sort.KeySorter() as sorter:
-        bar = progress("mmkv dump: reading keys", total=len(store))
-        for i, key in enumerate(store, 1):
-            sorter.add(key)
-            if not i & 1023:
-                bar.update(i)
-        bar.finish(sorter.count)
-        writer = _dump.DumpWriter(out, max_key_len, max_value_len)
-        bar = progress("mmkv dump: writing", total=sorter.count)
-        for i, key in enumerate(sorter.sorted(), 1):
-            value = get(key)
-            if value is not None:      # None: deleted since the keys were read
-                writer.write(key, value)
-            if not i & 1023:
-                bar.update(i)
-        bar.finish(sorter.count)
-        return writer.finish()
+    """Dump store to out in key order, a snapshot of one moment (never inside another
+    process's lock() block, mmkv/_snapshot.py), with the raw bytes whatever codec the store
+    has; the number of records written."""
+    total = len(store)
+    bar = progress("mmkv dump: reading keys", total=total)
+    items = _snapshot.snapshot_items(store, sort=True, on_key=bar.update)
+    writer = _dump.DumpWriter(out, max_key_len, max_value_len)
+    for i, (key, value) in enumerate(items, 1):
+        if i == 1:
+            bar.finish(total)
+            bar = progress("mmkv dump: writing", total=total)
+        writer.write(key, value)
+        if not i & 1023:
+            bar.update(i)
+    bar.finish(writer.count)
+    return writer.finish()
 
 
 def _dump_store(store: Store[Any], out: IO[bytes], progress: ProgressFactory) -> int:
@@ -230,6 +228,7 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
         options["max_key_len"] = reader.max_key_len
     if reader.max_value_len is not None:
         options["max_value_len"] = reader.max_value_len
+    target = os.path.realpath(target)   # through a symlink: replace the file, keep the link
     tmp = _atomicfile.temp_beside(target, "restore")
     try:
         with open_store(tmp, "n", **options) as store:

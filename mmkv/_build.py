@@ -12,8 +12,9 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NATIVE = os.path.join(ROOT, "native")
-SOURCES = ["format.c", "wait.c", "os.c", "guard.c", "map.c", "commit.c", "lock.c", "table.c",
-           "recover.c", "compact.c", "open.c", "call.c", "log.c", "batch.c", "store.c", "iter.c"]
+SOURCES = ["format.c", "wait.c", "os.c", "guard.c", "names.c", "map.c", "commit.c", "sparse.c",
+           "lock.c", "table.c", "recover.c", "compact.c", "open.c", "call.c", "log.c", "batch.c",
+           "snapshot.c", "store.c", "iter.c"]
 
 
 def _cdef():

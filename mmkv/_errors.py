@@ -51,6 +51,7 @@ _OWN_ERRNO = {
     lib.MMKV_EBUSY: _errno.EBUSY,
     lib.MMKV_EFULL: _errno.ENOSPC,
     lib.MMKV_ENOTLOCKED: _errno.EPERM,
+    lib.MMKV_ELINKED: _errno.EMLINK,
 }
 
 

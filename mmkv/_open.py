@@ -68,10 +68,28 @@ def _open(target: bytes, display: str | bytes, code: int, mode: int, options: di
     kind, name, flag = reopen
     kept = options if lock_timeout is None else dict(options, lock_timeout=lock_timeout)
     again = (_reopen, (kind, name, "w" if flag == "n" else flag, mode, kept, codec_ref(codec)))
+    store: Store[Any]
     if codec is None:
-        return Store(out[0], display, code, shm, reopen=again, lock_timeout=lock_timeout)
-    return CodecStore(out[0], display, code, shm, reopen=again, codec=codec,
-                      lock_timeout=lock_timeout)
+        store = Store(out[0], display, code, shm, reopen=again, lock_timeout=lock_timeout)
+    else:
+        store = CodecStore(out[0], display, code, shm, reopen=again, codec=codec,
+                           lock_timeout=lock_timeout)
+    _check_limits(store, display, options)
+    return store
+
+
+def _check_limits(store: Store[Any], display: str | bytes, options: dict[str, Any]) -> None:
+    """An existing store keeps the limits it was created with: asking for others is a
+    ValueError naming them, never silently ignored."""
+    asked = {n: options[n] for n in ("max_key_len", "max_value_len") if n in options}
+    if not asked:
+        return
+    st = store.stats()
+    if any(st[n] != v for n, v in asked.items()):
+        store.close()
+        raise ValueError(f"{display!s}: the store was created with max_key_len="
+                         f"{st['max_key_len']} and max_value_len={st['max_value_len']}; open it"
+                         f" without these options or with the same values")
 
 
 # ---- pickling: a Store is rebuilt by reopening its store (Store.__reduce__) ----
@@ -123,8 +141,13 @@ def open(path: PathArg, flag: str = "c", mode: int = 0o666,
     raw = os.fsencode(fspath)
     if b"\0" in raw:
         raise ValueError("embedded null byte in path")
-    where = os.path.abspath(fspath)     # a pickle reopens it from any working directory
-    return _open(raw, fspath, code, mode, options, False, ("file", where, flag))
+    # A symbolic link names the store's file: resolve it once, here, so that compaction,
+    # "n" and a handle moving to a compacted file all act on that file and leave the link
+    # a link.  Messages keep the caller's spelling; a pickle reopens the same file from any
+    # working directory.
+    real = os.path.realpath(raw) if raw else raw
+    where = os.path.abspath(fspath)
+    return _open(real, fspath, code, mode, options, False, ("file", where, flag))
 
 
 def _shm_name(name: str) -> str:

@@ -468,7 +468,8 @@ class Store(MutableMapping):
             self._fail(rc)
 
     def stats(self):
-        """A dict of counts and sizes: count, file_size, reclaimable_bytes, tail, ..."""
+        """A dict of counts and sizes: count, file_size, reclaimable_bytes, tail, ...;
+        compaction_error: why this handle's last automatic compaction failed, or None."""
         st = ffi.new("struct mmkv_stats *")
         rc = lib.mmkv_stats(self._h, st)
         if rc < 0:
@@ -476,7 +477,12 @@ class Store(MutableMapping):
         names = ("count", "file_size", "tail", "reclaimable_bytes", "table_capacity",
                  "table_used", "synced_tail", "seq", "epoch", "max_key_len",
                  "max_value_len", "format_version")
-        return {name: getattr(st, name) for name in names}
+        out = {name: getattr(st, name) for name in names}
+        # the last failure of automatic compaction through this handle, or None
+        from ._errors import strerror
+        err = st.compaction_error
+        out["compaction_error"] = f"automatic compaction failed: {strerror(err)}" if err else None
+        return out
 
     def _check(self, full=True):
         """The core's structural check: every record reachable from the table is valid,

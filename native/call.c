@@ -139,7 +139,8 @@ static int64_t call_guarded(mmkv_store *s, struct gen *g, store_op fn, void *ctx
         wait_unwind();
         if (locked)
             call_fault_cleanup(g);
-        return MMKV_EFAULT;
+        int frozen = write ? os_file_frozen(g->fd) : 0;   /* chattr +i, +a: say EPERM */
+        return frozen ? frozen : MMKV_EFAULT;
     }
     guard_arm(&env);
     struct view v;
@@ -178,7 +179,7 @@ static int64_t call_guarded(mmkv_store *s, struct gen *g, store_op fn, void *ctx
         if (rc >= 0 && !*again && wrote && s->auto_compact && g->depth == 1 &&
             compact_wanted(&v)) {
             wait_begin();
-            compact_run(s, &v);   /* the write is done; a failed compaction changes nothing */
+            compact_auto(s, &v);  /* the write is done; a failure is kept for stats() */
             wait_end();
         }
         lock_release(&v);

@@ -73,6 +73,20 @@ static int commit_slot_valid(const struct view *v, const struct fmt_header *h)
 }
 
 static void commit_apply_batch(struct view *v, struct fmt_header *h);
+/* Would commit_recover apply an intent in `state` (COMMIT or SWAP) as the header holds it?
+ * Every field comes from the file and is checked; the structural check (recover.c) asks
+ * the same question to see a write in progress, or interrupted, as the next locker will
+ * finish it. */
+int commit_intent_applies(const struct view *v, uint64_t state)
+{
+    const struct fmt_header *h = (const struct fmt_header *)v->base;
+    uint64_t t = h->i_new_tail, size = atomic_load(&((struct fmt_header *)h)->file_size);
+    if (t < FMT_ARENA_OFF || t > size || t > v->len)
+        return 0;
+    if (state == FMT_INTENT_SWAP)
+        return commit_desc_valid(v, h->i_new_desc);
+    return state == FMT_INTENT_COMMIT && commit_slot_valid(v, h);
+}
 
 /* Finish or undo whatever write the intent describes; idempotent.  Called by the writer
  * itself to apply its own commit, and by the next locker after EOWNERDEAD.  Intent fields
@@ -81,19 +95,13 @@ void commit_recover(struct view *v)
 {
     struct fmt_header *h = view_hdr(v);
     uint64_t state = atomic_load_explicit(&h->intent, memory_order_acquire);
-    uint64_t size = atomic_load(&h->file_size);
     if (state == FMT_INTENT_RESERVE) {
         uint64_t off = h->i_reserve_off, len = h->i_reserve_len;
         if (off >= FMT_ARENA_OFF && len <= v->len && off <= v->len - len)
             memset(v->base + off, 0, len);
     } else if (state == FMT_INTENT_COMMIT || state == FMT_INTENT_SWAP) {
         uint64_t t = h->i_new_tail;
-        int ok = t >= FMT_ARENA_OFF && t <= size && t <= v->len;
-        if (state == FMT_INTENT_SWAP)
-            ok = ok && commit_desc_valid(v, h->i_new_desc);
-        else
-            ok = ok && commit_slot_valid(v, h);
-        if (ok) {
+        if (commit_intent_applies(v, state)) {
             atomic_store_explicit(&h->tail, t, memory_order_release);
             atomic_store_explicit(&h->seq, h->i_new_seq, memory_order_relaxed);
             if (state == FMT_INTENT_SWAP)
@@ -123,6 +131,8 @@ int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const 
     struct fmt_header *h = view_hdr(v);
     uint64_t tail = atomic_load(&h->tail), rlen = fmt_record_len(klen, vlen);
     int rc = commit_ensure_space(s, v, tail + rlen);
+    if (rc == 0)
+        rc = sparse_slot_ready(v, c->slot_off);   /* a hole under the slot: allocate it now */
     if (rc < 0)
         return rc;
     h = view_hdr(v);

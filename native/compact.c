@@ -77,10 +77,10 @@ uint64_t compact_reclaimable(const struct view *v)
     return out;
 }
 
+/* `.mmkv-<tag>.compact` beside the store: short whatever the store's name (names.c) */
 static int compact_tmp_path(const mmkv_store *s, uint64_t tag, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "%s.compact-%016llx", s->path, (unsigned long long)tag);
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+    return names_tmp_beside(s->path, "compact", tag, out, cap);
 }
 
 /* The lock holder found A not ACTIVE, or a compaction tag left behind.  Returns 1 if the
@@ -239,6 +239,13 @@ int compact_run(mmkv_store *s, struct view *v)
     struct fmt_header *h = view_hdr(v);
     if (atomic_load(&h->state) != FMT_ACTIVE)
         return 0;
+    /* A rename replaces one name: the file's other hard links would keep naming the old
+     * file, which is RETIRED at the end, and every open through them would fail. */
+    int links = s->shm ? 1 : os_nlink(v->g->fd);
+    if (links < 0)
+        return links;
+    if (links > 1)
+        return MMKV_ELINKED;
     char tmp[PATH_MAX];
     uint64_t tag;
     os_random(&tag, sizeof(tag));
@@ -281,4 +288,28 @@ int compact_run(mmkv_store *s, struct view *v)
     store_gen_install(s, g);
     pthread_mutex_unlock(&lp->mutex);
     return 0;
+}
+
+/* ---- automatic compaction: reported, and retried with a backoff ---- */
+
+/* Called by a writer under the lock after its write.  A failure changes nothing in the
+ * store; it is kept in s->compact_error (stats()["compaction_error"]) and the next attempt
+ * on the same file waits until its garbage has grown by a quarter (at least 1 MiB), so a
+ * lasting cause (a hard link, a full disk, a read-only directory) costs one attempt per
+ * growth step, not one per write. */
+void compact_auto(mmkv_store *s, struct view *v)
+{
+    uint64_t garbage = atomic_load(&view_hdr(v)->garbage);
+    if (s->compact_retry_gen == v->g && garbage < s->compact_retry_garbage)
+        return;
+    int rc = compact_run(s, v);
+    if (rc == 0) {
+        s->compact_error = 0;
+        s->compact_retry_gen = NULL;
+        return;
+    }
+    s->compact_error = rc;
+    s->compact_retry_gen = v->g;
+    uint64_t step = garbage / 4 > (1ull << 20) ? garbage / 4 : (1ull << 20);
+    s->compact_retry_garbage = garbage + step;
 }

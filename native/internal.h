@@ -122,6 +122,11 @@ struct mmkv_store {
     struct gen *lock_gen;        /* ... on this file */
     uint64_t popitem_hint;       /* slot where popitem starts looking (under the lock) */
     struct mmkv_store *next_open;/* registry of open handles (fork) */
+    /* issue 10: the last automatic compaction failure (0: none), and the backoff after it:
+     * no new attempt on compact_retry_gen before its garbage passes compact_retry_garbage */
+    int compact_error;
+    struct gen *compact_retry_gen;
+    uint64_t compact_retry_garbage;
 };
 
 /* A snapshot of the mapping of one gen, for one operation. */
@@ -246,5 +251,35 @@ int commit_batch(mmkv_store *s, struct view *v, const struct batch_rec *recs, si
                  const struct change *c);
 /* After the slots are published: the snapshot word, `published`, and the watchers. */
 void commit_notify(struct fmt_header *h);
+/* ---- issue 10 (containers, links, names): additions kept in one block ---- */
+
+/* names.c: a temporary file's name beside path, `.mmkv-<tag>.<kind>`, fitting NAME_MAX */
+int names_tmp_beside(const char *path, const char *kind, uint64_t tag, char *out, size_t cap);
+
+/* os.c: the number of hard links of fd's file (st_nlink), or -errno */
+int os_nlink(int fd);
+/* os.c: -EPERM if fd's file is immutable or append-only (FS_IOC_GETFLAGS), else 0 */
+int os_file_frozen(int fd);
+
+/* os.c: 1 if reading a hole of fd's file through a mapping allocates nothing (not tmpfs) */
+int os_holes_free_to_read(int fd);
+
+/* sparse.c: the first bytes of a new store, whose table chunk [toff, toff + chunk) is left
+ * unallocated (a hole) when it is large; the rest of [0, size) is allocated */
+int sparse_allocate_new(int fd, uint64_t toff, uint64_t chunk, uint64_t size);
+/* sparse.c: before a slot of a possibly sparse table is written for the first time,
+ * allocate its page (a full disk is then ENOSPC here, never SIGBUS on the store) */
+int sparse_slot_ready(struct view *v, uint64_t slot_off);
+
+/* commit.c: 1 if commit_recover would apply the pending COMMIT/SWAP intent */
+int commit_intent_applies(const struct view *v, uint64_t state);
+
+/* recover.c: the keys of the log's prefix [FMT_ARENA_OFF, end) as of its last record: *offs (malloc'd,
+ * the caller frees) gets the offset of each key's newest record when it is a PUT, *n their
+ * number.  Used by the consistent dump (snapshot.c). */
+int recover_live_at(mmkv_store *s, struct view *v, uint64_t end, uint64_t **offs, uint64_t *n);
+
+/* compaction errors of automatic compaction, kept per handle (store.c, compact.c) */
+void compact_auto(mmkv_store *s, struct view *v);
 
 #endif

@@ -45,7 +45,7 @@
 #define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
 #define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */
 #define MMKV_EWAIT       -30016  /* the lock is taken: waited one slice, nothing done; call again */
-#define MMKV_EHARDLINKS  -30017  /* reserved: the file has several hard links */
+#define MMKV_ELINKED     -30031  /* compaction refused: the file has more than one hard link */
 
 /* Open flags, as dbm's "r", "w", "c", "n"; OR in MMKV_OPEN_SHM for a shared-memory name. */
 #define MMKV_OPEN_READ    1
@@ -78,6 +78,7 @@ struct mmkv_stats {
     uint64_t max_key_len;
     uint64_t max_value_len;
     uint64_t format_version;
+    int64_t compaction_error;    /* this handle's last automatic compaction failure, 0: none */
 };
 
 struct mmkv_check_report {
@@ -171,7 +172,10 @@ void mmkv_iter_end(mmkv_iter *it);
 int mmkv_compact(mmkv_store *s);
 
 /* Structural check: walks the whole log and the table; writes a report (NUL-terminated,
- * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise. */
+ * truncated to cap) of every problem found.  Returns 0 sound, MMKV_ECORRUPT otherwise.
+ * A writable handle checks under the lock; a read-only one checks a consistent reading of
+ * the header while others write, counting a write in progress (or interrupted by a crash)
+ * as the next writer will finish it (recover.c), so neither is reported as damage. */
 int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
 
 /* Salvage: walk any file's log read-only, yielding every record that passes its checks
@@ -199,6 +203,23 @@ void mmkv_salvage_close(mmkv_salvage *h);
 /* The same walk without comparing the table to a replay of the log (constant memory):
  * every record of the log, and every record a slot points to, is valid. */
 int mmkv_verify(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out);
+
+/* Consistent snapshot (`mmkv dump`): the contents at one moment, never inside another
+ * process's lock() block, holding writers up for no longer than one write (see snapshot.c).
+ * begin takes the moment and pins the file: a writable handle takes the lock for the time
+ * of two loads; a read-only one cannot, and returns -EAGAIN while a live thread holds the
+ * lock (call again after a short sleep).  *seq gets the seq of the moment.  next copies
+ * keys into buf (lengths to klens, record offsets to offs, at most max_keys), unordered;
+ * returns 1 when the last key was copied, 0 if more remain, MMKV_EBUFSIZE with *need when
+ * one key does not fit an empty buf.  value copies the value of a record offset given by
+ * next (its length; larger than cap: nothing copied).  The snapshot keeps 8 bytes per key
+ * of the store; end releases it. */
+typedef struct mmkv_snapshot mmkv_snapshot;
+int mmkv_snapshot_begin(mmkv_store *s, mmkv_snapshot **out, uint64_t *seq);
+int mmkv_snapshot_next(mmkv_snapshot *sn, char *buf, size_t cap, uint32_t *klens, uint64_t *offs,
+                       size_t max_keys, size_t *n, size_t *need);
+int64_t mmkv_snapshot_value(mmkv_snapshot *sn, uint64_t off, char *buf, size_t cap);
+void mmkv_snapshot_end(mmkv_snapshot *sn);
 
 /* Call in a child process after fork(): forget lock ownership inherited from the parent. */
 void mmkv_after_fork_child(void);

@@ -49,7 +49,7 @@ static int open_format(int fd, const struct mmkv_options *opt)
     unsigned lg = (unsigned)table_initial_lg(opt ? opt->initial_capacity : 0);
     uint64_t chunk = fmt_table_chunk_len(lg), tail = FMT_ARENA_OFF + chunk;
     uint64_t size = (tail + (64ull << 10) + (64ull << 10) - 1) & ~((64ull << 10) - 1);
-    int rc = os_vt.fallocate(fd, 0, size);
+    int rc = sparse_allocate_new(fd, FMT_ARENA_OFF, chunk, size);   /* a big table: a hole */
     if (rc < 0) {
         os_vt.ftruncate(fd, 0);
         return rc;
@@ -89,9 +89,9 @@ static int open_format(int fd, const struct mmkv_options *opt)
 static int open_create_new(const char *path, unsigned mode, const struct mmkv_options *opt)
 {
     char tmp[PATH_MAX];
-    uint32_t rnd;
+    uint64_t rnd;
     os_random(&rnd, sizeof(rnd));
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new-%d-%08x", path, (int)getpid(), rnd) >= sizeof(tmp))
+    if (names_tmp_beside(path, "new", rnd, tmp, sizeof(tmp)) < 0)   /* short: fits NAME_MAX */
         return -ENAMETOOLONG;
     int fd = os_vt.open(tmp, O_RDWR | O_CREAT | O_EXCL, mode);
     if (fd < 0)

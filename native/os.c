@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -544,4 +547,36 @@ void os_futex_wake(_Atomic uint32_t *word)
 uint64_t mmkv_debug_wake_count(void)
 {
     return atomic_load(&os_wake_count);
+}
+
+/* ---- issue 10: hard links and frozen files ---- */
+
+int os_nlink(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return st.st_nlink > INT32_MAX ? INT32_MAX : (int)st.st_nlink;
+}
+
+/* A file made immutable (chattr +i) or append-only (chattr +a) after it was opened cannot
+ * be written through the mapping any more: the kernel answers the page fault with SIGBUS.
+ * Say why instead of blaming a truncation. */
+int os_file_frozen(int fd)
+{
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+        return 0;
+    return (flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) ? -EPERM : 0;
+}
+
+/* Can a hole in fd's file be read through a shared mapping without allocating space?  Not
+ * on tmpfs or ramfs (shared memory stores live there): a read fault allocates a page, and
+ * on a full file system that is SIGBUS even for a reader. */
+int os_holes_free_to_read(int fd)
+{
+    struct statfs fs;
+    if (fstatfs(fd, &fs) < 0)
+        return 0;
+    return fs.f_type != 0x01021994 /* TMPFS_MAGIC */ && fs.f_type != (long)0x858458f6 /* RAMFS */;
 }

@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,8 +67,11 @@ static int replay_add(struct replay *m, uint64_t off)
         if (replay_init(&n, m->base, m->cap * 2) < 0)
             return -ENOMEM;
         for (uint64_t i = 0; i < m->cap; i++)
-            if (m->offs[i])
-                n.offs[replay_find(&n, replay_rec(m, m->offs[i]))] = m->offs[i];
+            if (m->offs[i]) {
+                uint64_t j = replay_find(&n, replay_rec(m, m->offs[i]));
+                n.offs[j] = m->offs[i];
+                n.seen[j] = m->seen[i];
+            }
         n.used = m->used;
         replay_free(m);
         *m = n;
@@ -205,7 +209,35 @@ static void walk_start(struct walk *w, const struct view *v, uint64_t end)
     w->max_epoch = atomic_load(&view_hdr(v)->epoch);
 }
 
-/* ---- the structural check ---- */
+/* ---- the structural check ----
+ *
+ * A consistent view without the lock.  A read-only handle (`mmkv check` opens the store
+ * with "r") cannot take the writer lock, and other processes go on writing while the check
+ * runs; a writer may also have died in the middle of a write, leaving an intent that the
+ * next locker finishes.  The check must report neither as damage.  It works on a *point*: a
+ * reading of the header words it compares (tail, seq, table descriptor, counts, intent)
+ * taken twice in a row with the same values, with a pending intent applied the way
+ * commit_recover would apply it (COMMIT or SWAP: the intent's tail, counts, slot or table;
+ * RESERVE: nothing yet, the reserved bytes lie above the tail).  So a live writer between
+ * two steps and a dead one look the same: as the write finished.
+ *
+ *   1. point P1; walk the log up to P1's tail into the replay (the log below a published
+ *      tail never changes: that part of the walk needs no retry, and later rounds only walk
+ *      on from where the last one stopped);
+ *   2. scan P1's table, comparing each slot with the replay;
+ *   3. point P2; walk on up to P2's tail;
+ *   4. P1 == P2: nothing was published during the scan, every comparison is exact.  Else a
+ *      write landed during the scan: retry a few rounds (a quiet moment is usual), then
+ *      judge this round with the *window* [W, P2.tail), W being the tail published at P1:
+ *      a key whose newest record lies in the window may be seen by the scan before or after
+ *      its write (stale, missing or twice), and the table's own counts may be mixed; every
+ *      other comparison (records, the log's seq, the header's counts against the replay at
+ *      P2, keys untouched during the scan) stays exact.  A table rebuilt during the scan
+ *      (P2's descriptor differs) always retries.
+ * A writable handle checks under the lock (store.c), where P1 == P2 at once.
+ */
+
+#define CHECK_ROUNDS 8          /* rounds that hope for a quiet scan before judging a busy one */
 
 struct report {
     char *buf;
@@ -237,110 +269,303 @@ static void report_add(struct report *rp, const char *fmt, ...)
     rp->buf[rp->len] = 0;
 }
 
+/* The header words a point compares, as read (raw) and as the next locker will leave them. */
+struct point {
+    uint64_t raw[18];
+    uint64_t tail, seq, desc, count, used, garbage;
+    uint64_t window;             /* the tail actually published: a pending record is above it */
+    uint64_t slot_off, slot_w;   /* COMMIT: the slot the intent publishes (0: none) */
+    int bad_reserve;             /* a RESERVE intent over bytes of the log: recovery erases them */
+};
+
+static void point_raw(const struct view *v, uint64_t raw[18])
+{
+    struct fmt_header *h = view_hdr(v);
+    atomic_thread_fence(memory_order_seq_cst);
+    raw[0] = atomic_load(&h->intent);
+    raw[1] = atomic_load(&h->tail);
+    raw[2] = atomic_load(&h->seq);
+    raw[3] = atomic_load(&h->table_desc);
+    raw[4] = atomic_load(&h->count);
+    raw[5] = atomic_load(&h->table_used);
+    raw[6] = atomic_load(&h->garbage);
+    raw[7] = atomic_load(&h->file_size);
+    const volatile uint64_t *f = &h->i_reserve_off;
+    for (int i = 0; i < 10; i++)
+        raw[8 + i] = f[i];
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* The point from the header as it is now (see point_read for when that is consistent). */
+static void point_derive(const struct view *v, struct point *p)
+{
+    const struct fmt_header *h = view_hdr(v);
+    uint64_t intent = p->raw[0];
+    p->tail = p->window = p->raw[1];
+    p->seq = p->raw[2];
+    p->desc = p->raw[3];
+    p->count = p->raw[4];
+    p->used = p->raw[5];
+    p->garbage = p->raw[6];
+    p->slot_off = p->slot_w = 0;
+    p->bad_reserve = intent == FMT_INTENT_RESERVE && h->i_reserve_off < p->tail;
+    if ((intent == FMT_INTENT_COMMIT || intent == FMT_INTENT_SWAP) &&
+        commit_intent_applies(v, intent)) {
+        p->tail = h->i_new_tail;
+        p->seq = h->i_new_seq;
+        p->count = h->i_new_count;
+        p->used = h->i_new_used;
+        p->garbage = h->i_new_garbage;
+        if (h->i_reserve_off < p->window)
+            p->window = h->i_reserve_off;
+        if (intent == FMT_INTENT_SWAP) {
+            p->desc = h->i_new_desc;
+        } else {
+            p->slot_off = h->i_slot_off;
+            p->slot_w = h->i_new_w;
+        }
+    }
+}
+
+/* A consistent reading of the header with its intent applied: the words read, the point
+ * derived from the header, the words read again, until both readings agree (tail and seq
+ * only grow, so equal readings mean nothing was published in between). */
+static void point_read(const struct view *v, struct point *p)
+{
+    uint64_t again[18];
+    for (int tries = 0; tries < 100000; tries++) {
+        point_raw(v, p->raw);
+        point_derive(v, p);
+        point_raw(v, again);
+        if (memcmp(p->raw, again, sizeof(again)) == 0)
+            return;
+    }
+}
+
+static int point_same(const struct point *a, const struct point *b)
+{
+    return memcmp(a->raw, b->raw, sizeof(a->raw)) == 0;
+}
+
+/* What one round of the check carries: the replay so far and the round's judgement. */
+struct check {
+    mmkv_store *s;
+    struct view *v;
+    struct replay m;
+    struct walk w;
+    const char *walk_error;      /* the log is damaged at w.off (final) */
+    struct point p1, p2;
+    int exact;                   /* P1 == P2: no write during the scan */
+    uint64_t live, tombs;        /* the table as scanned */
+};
+
+/* A key's newest record lies in the window: a write to it landed during the scan. */
+static int check_touched(const struct check *c, uint64_t k)
+{
+    return !c->exact && c->m.offs[k] >= c->p1.window;
+}
+
+/* Walk the log on up to `end` (the log below a published tail is immutable). */
+static int check_walk_to(struct check *c, uint64_t end)
+{
+    if (c->walk_error)
+        return 0;
+    if (end > c->v->len && store_extend(c->s, c->v, end) < 0) {
+        c->walk_error = "the log runs past the end of the file";
+        return 0;
+    }
+    c->m.base = c->v->base;
+    c->w.end = end;
+    c->w.max_epoch = atomic_load(&view_hdr(c->v)->epoch);
+    while (c->w.off < end) {
+        const struct fmt_record *r = walk_next(c->s, c->v, &c->w, &c->walk_error);
+        if (!r)
+            return 0;
+        if (walk_apply(&c->m, &c->w, r) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 /* One live slot: its record, tag, hash and reachability, and that it is the key's newest. */
-static void check_slot(mmkv_store *s, struct view *v, const struct table *t, uint64_t i,
-                       uint64_t w, struct replay *m, struct report *rp, uint64_t *live_bytes)
+static void check_slot(struct check *c, const struct table *t, uint64_t i, uint64_t w,
+                       struct report *rp)
 {
     const struct fmt_record *r;
-    if (table_record(s, v, w, &r) < 0 || r->type != FMT_PUT || fmt_record_crc(r) != r->crc) {
+    if (table_record(c->s, c->v, w, &r) < 0 || r->type != FMT_PUT || fmt_record_crc(r) != r->crc) {
         report_add(rp, "slot %llu: points to an invalid record", (unsigned long long)i);
         return;
     }
-    if (fmt_siphash13(v->g->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
+    c->m.base = c->v->base;
+    if (fmt_siphash13(c->v->g->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
         report_add(rp, "slot %llu: hash or tag does not match the key", (unsigned long long)i);
     for (uint64_t j = r->hash & (t->cap - 1); j != i; j = (j + 1) & (t->cap - 1))
         if (atomic_load(&t->slots[j]) == FMT_EMPTY) {
             report_add(rp, "slot %llu: unreachable (EMPTY slot on its probe path)", (unsigned long long)i);
             break;
         }
-    uint64_t k = replay_find(m, r);
-    if (m->offs[k] != fmt_slot_off(w))
+    if (fmt_slot_off(w) >= c->w.off)
+        return;   /* published during the scan, past the walk: judged with its key (check_keys) */
+    uint64_t k = replay_find(&c->m, r);
+    int pending = c->m.offs[k] >= c->p1.window;   /* its key's newest write was in flight at P1 */
+    if (c->m.offs[k] != fmt_slot_off(w) && !pending)
         report_add(rp, "slot %llu: not the newest record of its key in the log", (unsigned long long)i);
-    else if (m->seen[k]++)
+    else if (c->m.seen[k]++ && !pending)
         report_add(rp, "slot %llu: key present twice in the table", (unsigned long long)i);
-    *live_bytes += fmt_record_len(r->klen, r->vlen);
 }
 
-static void check_table(mmkv_store *s, struct view *v, struct replay *m, const struct walk *wk,
-                        struct report *rp, struct mmkv_check_report *out)
+static void check_scan(struct check *c, const struct table *t, struct report *rp)
 {
-    struct fmt_header *h = view_hdr(v);
-    uint64_t desc = atomic_load(&h->table_desc);
-    struct table t;
-    if (table_get(s, v, desc, &t) < 0) {
-        report_add(rp, "table descriptor %#llx is invalid", (unsigned long long)desc);
-        return;
-    }
-    if (t.off != wk->last_table)
-        report_add(rp, "the current table is not the newest TABLE record of the log");
-    uint64_t live = 0, tombs = 0, live_bytes = 0;
-    for (uint64_t i = 0; i < t.cap; i++) {
-        uint64_t w = atomic_load(&t.slots[i]);
+    c->live = c->tombs = 0;
+    for (uint64_t i = 0; i < t->cap; i++) {
+        uint64_t off = t->off + FMT_TABLE_SLOTS_OFF + i * 8;
+        uint64_t w = c->p1.slot_off == off ? c->p1.slot_w : atomic_load(&t->slots[i]);
         if (w == FMT_TOMB)
-            tombs++;
+            c->tombs++;
         else if (w != FMT_EMPTY) {
-            live++;
-            check_slot(s, v, &t, i, w, m, rp, &live_bytes);
+            c->live++;
+            check_slot(c, t, i, w, rp);
         }
     }
-    uint64_t replay_live = 0;
-    for (uint64_t k = 0; k < m->cap; k++)
-        if (m->offs[k] && replay_rec(m, m->offs[k])->type == FMT_PUT) {
-            replay_live++;
-            if (!m->seen[k])
-                report_add(rp, "a key live in the log is missing from the table");
-        }
+}
+
+/* After P2: every key live in the replay was seen in the table, and the counts agree. */
+static void check_keys(struct check *c, struct report *rp, struct mmkv_check_report *out)
+{
+    uint64_t replay_live = 0, live_bytes = 0;
+    for (uint64_t k = 0; k < c->m.cap; k++) {
+        if (!c->m.offs[k] || replay_rec(&c->m, c->m.offs[k])->type != FMT_PUT)
+            continue;
+        replay_live++;
+        live_bytes += fmt_record_len(replay_rec(&c->m, c->m.offs[k])->klen,
+                                     replay_rec(&c->m, c->m.offs[k])->vlen);
+        if (!c->m.seen[k] && !check_touched(c, k))
+            report_add(rp, "a key live in the log is missing from the table");
+    }
     out->live = replay_live;
-    if (live != replay_live || live != atomic_load(&h->count))
-        report_add(rp, "counts disagree: table %llu, log %llu, header %llu", (unsigned long long)live,
-                   (unsigned long long)replay_live, (unsigned long long)atomic_load(&h->count));
-    if (live + tombs != atomic_load(&h->table_used))
-        report_add(rp, "table_used %llu but %llu slots are in use",
-                   (unsigned long long)atomic_load(&h->table_used), (unsigned long long)(live + tombs));
-    uint64_t garbage = wk->off - FMT_ARENA_OFF - live_bytes - fmt_table_chunk_len(fmt_desc_lg(desc));
-    if (garbage != atomic_load(&h->garbage))
+    const struct point *p = &c->p2;
+    if (replay_live != p->count || (c->exact && c->live != replay_live))
+        report_add(rp, "counts disagree: table %llu, log %llu, header %llu", (unsigned long long)c->live,
+                   (unsigned long long)replay_live, (unsigned long long)p->count);
+    if (c->exact && c->live + c->tombs != p->used)
+        report_add(rp, "table_used %llu but %llu slots are in use", (unsigned long long)p->used,
+                   (unsigned long long)(c->live + c->tombs));
+    uint64_t garbage = c->w.off - FMT_ARENA_OFF - live_bytes - fmt_table_chunk_len(fmt_desc_lg(p->desc));
+    if (garbage != p->garbage)
         report_add(rp, "garbage is %llu bytes but the header says %llu", (unsigned long long)garbage,
-                   (unsigned long long)atomic_load(&h->garbage));
+                   (unsigned long long)p->garbage);
+}
+
+/* One round: P1, walk, scan, P2, walk, judge.  Returns 1 to retry (the round is void), 0 when
+ * judged, or an error. */
+static int check_round(struct check *c, int last, struct report *rp, struct mmkv_check_report *out)
+{
+    struct view *v = c->v;
+    point_read(v, &c->p1);
+    if (c->p1.tail < c->w.off || c->p1.tail < FMT_ARENA_OFF ||
+        c->p1.tail > atomic_load(&view_hdr(v)->file_size)) {
+        report_add(rp, "tail %llu outside the file", (unsigned long long)c->p1.tail);
+        return 0;
+    }
+    int rc = check_walk_to(c, c->p1.tail);
+    if (rc < 0)
+        return rc;
+    struct table t;
+    int table_ok = !c->walk_error && table_get(c->s, v, c->p1.desc, &t) == 0;
+    memset(c->m.seen, 0, c->m.cap);
+    c->m.base = v->base;
+    struct report scan = {rp->buf, rp->cap, rp->len, 0};
+    if (table_ok)
+        check_scan(c, &t, &scan);
+    point_read(v, &c->p2);
+    if (!c->walk_error && c->p2.tail >= c->w.off && (rc = check_walk_to(c, c->p2.tail)) < 0)
+        return rc;
+    c->exact = point_same(&c->p1, &c->p2);
+    if (!c->exact && !last && !c->walk_error) {
+        if (rp->buf && rp->len < rp->cap)
+            rp->buf[rp->len] = 0;   /* forget the scan's findings: the round is void */
+        return 1;
+    }
+    int rebuilt = c->p2.desc != c->p1.desc;
+    if (rebuilt)
+        table_ok = 0;   /* rebuilt during every round: judge the log and the header only */
+    else if (!table_ok && !c->walk_error) {
+        report_add(rp, "table descriptor %#llx is invalid", (unsigned long long)c->p2.desc);
+        return 0;
+    }
+    rp->len = scan.len;
+    rp->problems += scan.problems;
+    if (c->p2.bad_reserve)
+        report_add(rp, "a pending write reserves bytes inside the log (recovery would erase them)");
+    if (c->walk_error) {
+        report_add(rp, "log offset %llu: %s", (unsigned long long)c->w.off, c->walk_error);
+        return 0;
+    }
+    if (c->w.off != c->p2.tail) {
+        report_add(rp, "tail %llu outside the file", (unsigned long long)c->p2.tail);
+        return 0;
+    }
+    if (c->w.seq != c->p2.seq)
+        report_add(rp, "header seq %llu but the log ends at %llu",
+                   (unsigned long long)c->p2.seq, (unsigned long long)c->w.seq);
+    if (!table_ok)
+        return 0;
+    if (t.off != c->w.last_table)
+        report_add(rp, "the current table is not the newest TABLE record of the log");
+    check_keys(c, rp, out);
+    return 0;
 }
 
 int recover_check(mmkv_store *s, struct view *v, char *buf, size_t cap, struct mmkv_check_report *out)
 {
     struct report rp = report_start(buf, cap, out);
-    struct fmt_header *h = view_hdr(v);
-    uint64_t tail = atomic_load(&h->tail);
-    if (tail > v->len || tail < FMT_ARENA_OFF) {
-        report_add(&rp, "tail %llu outside the file", (unsigned long long)tail);
-        out->problems = rp.problems;
-        return MMKV_ECORRUPT;
+    struct check c = {.s = s, .v = v};
+    if (replay_init(&c.m, v->base, 1024) < 0)
+        return -ENOMEM;
+    walk_start(&c.w, v, FMT_ARENA_OFF);
+    int rc = 1;
+    for (int round = 0; rc == 1; round++) {
+        rc = check_round(&c, round + 1 >= CHECK_ROUNDS, &rp, out);
+        if (rc == 1)
+            sched_yield();   /* let the writer finish its burst */
     }
-    if (atomic_load(&h->intent) != FMT_INTENT_NONE)
-        report_add(&rp, "an intent is pending outside the lock");
+    replay_free(&c.m);
+    if (rc < 0)
+        return rc;
+    out->records = c.w.records;
+    out->problems = rp.problems;
+    return rp.problems ? MMKV_ECORRUPT : 0;
+}
+
+/* ---- the live records of a prefix of the log (the consistent dump) ---- */
+
+int recover_live_at(mmkv_store *s, struct view *v, uint64_t end, uint64_t **offs, uint64_t *n)
+{
+    *offs = NULL;
+    *n = 0;
+    if (end > v->len && store_extend(s, v, end) < 0)
+        return MMKV_ECORRUPT;
     struct replay m;
     if (replay_init(&m, v->base, 1024) < 0)
         return -ENOMEM;
     struct walk w;
-    walk_start(&w, v, tail);
-    const char *why = NULL;
-    while (w.off < tail) {
+    walk_start(&w, v, end);
+    const char *why;
+    while (w.off < end) {
         const struct fmt_record *r = walk_next(s, v, &w, &why);
-        if (!r) {
-            report_add(&rp, "log offset %llu: %s", (unsigned long long)w.off, why);
-            break;
-        }
-        if (walk_apply(&m, &w, r) < 0) {
+        if (!r || walk_apply(&m, &w, r) < 0) {
             replay_free(&m);
-            return -ENOMEM;
+            return r ? -ENOMEM : MMKV_ECORRUPT;
         }
     }
-    if (w.off == tail && w.seq != atomic_load(&h->seq))
-        report_add(&rp, "header seq %llu but the log ends at %llu",
-                   (unsigned long long)atomic_load(&h->seq), (unsigned long long)w.seq);
-    if (w.off == tail)
-        check_table(s, v, &m, &w, &rp, out);
-    replay_free(&m);
-    out->records = w.records;
-    out->problems = rp.problems;
-    return rp.problems ? MMKV_ECORRUPT : 0;
+    uint64_t j = 0;
+    for (uint64_t k = 0; k < m.cap; k++)
+        if (m.offs[k] && replay_rec(&m, m.offs[k])->type == FMT_PUT)
+            m.offs[j++] = m.offs[k];
+    free(m.seen);
+    *offs = m.offs;
+    *n = j;
+    return 0;
 }
 
 /* The check without the replay: every record of the log and every record a slot points
@@ -350,6 +575,8 @@ int recover_verify(mmkv_store *s, struct view *v, char *buf, size_t cap, struct 
     struct report rp = report_start(buf, cap, out);
     struct fmt_header *h = view_hdr(v);
     uint64_t tail = atomic_load(&h->tail);
+    if (tail > v->len)
+        store_extend(s, v, tail);   /* the file grew since this handle mapped it */
     struct walk w;
     walk_start(&w, v, tail <= v->len ? tail : v->len);
     const char *why = NULL;

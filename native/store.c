@@ -575,6 +575,7 @@ static int64_t op_stats(mmkv_store *s, struct view *v, void *arg)
     o->max_key_len = h->max_key_len;
     o->max_value_len = h->max_value_len;
     o->format_version = h->version;
+    o->compaction_error = s->compact_error;
     return 0;
 }
 
@@ -653,6 +654,7 @@ const char *mmkv_strerror(int rc)
     case MMKV_ENOTLOCKED: return "the lock is not held by this thread through this handle";
     case MMKV_EINVAL: return "invalid argument";
     case MMKV_EWAIT: return "the store's lock is held elsewhere";
+    case MMKV_ELINKED: return "the store's file has more than one hard link; compaction would replace only one of its names";
     default: return rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error";
     }
 }

@@ -39,7 +39,7 @@ def big_dump(tmp_path_factory):
 
 
 def _building(directory, name):
-    return [p for p in os.listdir(directory) if p.startswith(f".{name}.restore-")]
+    return [p for p in os.listdir(directory) if p.startswith(".mmkv-") and p.endswith(".restore")]
 
 
 def _restore_and_kill(dump, target, delay, force, sig=signal.SIGKILL):

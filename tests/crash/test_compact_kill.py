@@ -35,7 +35,7 @@ print("compact() returned: the kill hook did not fire")
 
 
 def leftovers(path):
-    return glob.glob(glob.escape(path) + ".compact-*")
+    return glob.glob(os.path.join(glob.escape(os.path.dirname(path)), ".mmkv-*.compact"))
 
 
 def seed(path):

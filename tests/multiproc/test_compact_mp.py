@@ -184,7 +184,7 @@ def test_repeated_compactions_beside_two_readers_writers_lose_nothing_and_read_n
         for key, tag in expected.items():
             assert parse(key, d[key]) == tag, f"{key!r}: not the last value written"
         assert d.stats()["epoch"] >= compactions + 1
-    assert not glob.glob(glob.escape(db_path) + ".compact-*")
+    assert not glob.glob(os.path.join(glob.escape(os.path.dirname(db_path)), ".mmkv-*.compact"))
 
 
 # --- the old file is let go ---------------------------------------------------------------

@@ -19,7 +19,7 @@ MIB = 1 << 20
 
 
 def leftovers(path):
-    return glob.glob(glob.escape(str(path)) + ".compact-*")
+    return glob.glob(os.path.join(glob.escape(os.path.dirname(str(path))), ".mmkv-*.compact"))
 
 
 def contents(d):
@@ -397,7 +397,7 @@ def test_compact_of_shm_store_shrinks_its_dev_shm_file():
         assert contents(other) == items
         other[b"o"] = b"1"
         assert d[b"o"] == b"1"
-        assert not glob.glob(glob.escape(shm_path) + ".compact-*")
+        assert not leftovers(shm_path)
         d._check()
     finally:
         for handle in (other, d):
@@ -405,7 +405,7 @@ def test_compact_of_shm_store_shrinks_its_dev_shm_file():
                 handle.close()
         if os.path.exists(shm_path):
             mmkv.unlink_shm(name)
-        for leftover in glob.glob(glob.escape(shm_path) + ".compact-*"):
+        for leftover in leftovers(shm_path):
             os.unlink(leftover)
 
 

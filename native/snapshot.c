@@ -1,0 +1,251 @@
+/* snapshot.c - the consistent dump: the store's contents at one moment, read while other
+ * processes go on writing, holding them up for no longer than one write.
+ *
+ * The moment.  Every write and every `lock()` block runs under the writer mutex, so a tail
+ * read while holding the mutex is the end of a log in which no block is half done.  A
+ * writable handle takes the mutex just to read the tail and the seq, and releases it.  A
+ * read-only handle cannot take it (its file may be read-only), so it looks at the mutex
+ * instead: it reads the mutex word, the tail and the intent, then the word and the tail
+ * again, and accepts the tail only if no live thread held the mutex at either look and the
+ * tail did not move.  A block that ran in between and wrote anything moved the tail; one
+ * still running at the second look holds the word.  When the holder died (the word says
+ * FUTEX_OWNER_DIED, no owner), its pending write counts as the next locker will finish it.
+ * It looks in a tight loop for a few milliseconds (a writer that re-takes the lock at once
+ * leaves it free for microseconds); still busy: -EAGAIN, and the caller
+ * (mmkv/_snapshot.py) retries after a short sleep.
+ *
+ * The contents.  With the file pinned, the log below that tail never changes (a compaction
+ * retires the file but leaves it mapped for the pin), so a walk up to the tail gives, for
+ * each key, its last record at or below it: the snapshot.  The walk keeps one 8-byte offset
+ * per key (recover_live_at); keys and values are then copied out in batches from those
+ * offsets, every value's checksum verified.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mmkv_snapshot {
+    mmkv_store *s;
+    struct gen *g;               /* pinned for the snapshot's life */
+    uint64_t tail, seq;
+    uint64_t *offs, n, pos;      /* newest PUT record of each live key at the moment */
+};
+
+static int snap_enter(mmkv_store *s)
+{
+    atomic_fetch_add(&s->inflight, 1);
+    if (atomic_load(&s->closed)) {
+        atomic_fetch_sub(&s->inflight, 1);
+        return MMKV_ECLOSED;
+    }
+    return 0;
+}
+
+static void snap_leave(mmkv_store *s)
+{
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* One look, for a read-only handle: see the top.  0, or -EAGAIN while a writer is busy. */
+static int snap_look(struct view *v, uint64_t *tail, uint64_t *seq)
+{
+    struct fmt_header *h = view_hdr(v);
+    const _Atomic uint32_t *word =
+        (const _Atomic uint32_t *)(v->base + FMT_LOCK_OFF + offsetof(struct fmt_lockpage, mutex));
+    uint32_t a = atomic_load(word);
+    uint64_t t = atomic_load(&h->tail), q = atomic_load(&h->seq), intent = atomic_load(&h->intent);
+    uint64_t new_tail = h->i_new_tail, new_seq = h->i_new_seq;
+    uint32_t b = atomic_load(word);
+    if ((a & FUTEX_TID_MASK) || (b & FUTEX_TID_MASK) || atomic_load(&h->tail) != t ||
+        atomic_load(&h->intent) != intent)
+        return -EAGAIN;
+    if ((intent == FMT_INTENT_COMMIT || intent == FMT_INTENT_SWAP) && commit_intent_applies(v, intent)) {
+        t = new_tail;   /* the holder died after deciding its write: it counts */
+        q = new_seq;
+    }
+    *tail = t;
+    *seq = q;
+    return 0;
+}
+
+/* The moment, for a read-only handle.  A writer that re-takes the lock as soon as it lets
+ * go leaves it free for a few microseconds at a time, so look in a tight loop for up to
+ * SNAP_SPIN_NS before giving up (-EAGAIN; the caller sleeps and calls again). */
+#define SNAP_SPIN_NS 3000000ull
+
+static int snap_point_unlocked(struct view *v, uint64_t *tail, uint64_t *seq)
+{
+    uint64_t deadline = os_now_ns() + SNAP_SPIN_NS;
+    for (unsigned i = 0;; i++) {
+        if (snap_look(v, tail, seq) == 0)
+            return 0;
+        if ((i & 255) == 255 && os_now_ns() > deadline)
+            return -EAGAIN;
+    }
+}
+
+/* The moment, for a writable handle: under the mutex (which also finishes a dead holder's
+ * write).  Returns 1 if the store moved to another file (the caller switches). */
+static int snap_point_locked(mmkv_store *s, struct view *v, uint64_t *tail, uint64_t *seq)
+{
+    int rc = lock_acquire(s, v);
+    if (rc < 0)
+        return rc;
+    struct fmt_header *h = view_hdr(v);
+    if (atomic_load(&h->state) != FMT_ACTIVE || atomic_load(&h->compact_tag) != 0)
+        rc = compact_resolve(s, v);
+    *tail = atomic_load(&h->tail);
+    *seq = atomic_load(&h->seq);
+    lock_release(v);
+    return rc;
+}
+
+/* One attempt on the pinned gen: 0 done, 1 moved (switch and retry), or an error. */
+static int snap_take(mmkv_snapshot *sn)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) {
+        guard_disarm();
+        return MMKV_EFAULT;
+    }
+    guard_arm(&env);
+    struct view v;
+    store_view(sn->g, &v);
+    uint64_t state = atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire);
+    int rc = state != FMT_ACTIVE && store_moved(sn->s, sn->g, state) ? 1 : 0;
+    if (rc == 0)
+        rc = sn->s->readonly ? snap_point_unlocked(&v, &sn->tail, &sn->seq)
+                             : snap_point_locked(sn->s, &v, &sn->tail, &sn->seq);
+    if (rc == 0)
+        rc = recover_live_at(sn->s, &v, sn->tail, &sn->offs, &sn->n);
+    guard_disarm();
+    return rc;
+}
+
+int mmkv_snapshot_begin(mmkv_store *s, mmkv_snapshot **out, uint64_t *seq)
+{
+    *out = NULL;
+    if (!s)
+        return MMKV_ECLOSED;
+    mmkv_snapshot *sn = calloc(1, sizeof(*sn));
+    if (!sn)
+        return -ENOMEM;
+    int rc = snap_enter(s);
+    if (rc < 0) {
+        free(sn);
+        return rc;
+    }
+    sn->s = s;
+    for (int tries = 0;; tries++) {
+        struct gen *g = sn->g = store_gen_pin(s);
+        if (!g) {
+            rc = MMKV_ECLOSED;
+            break;
+        }
+        rc = snap_take(sn);
+        if (rc == 0)
+            break;
+        if (rc == 1)
+            rc = tries < 100 ? store_switch(s, g) : MMKV_ECORRUPT;
+        store_gen_unpin(g);
+        sn->g = NULL;
+        if (rc < 0)
+            break;
+    }
+    snap_leave(s);
+    if (rc < 0) {
+        free(sn->offs);
+        free(sn);
+        return rc;
+    }
+    *seq = sn->seq;
+    *out = sn;
+    return 0;
+}
+
+/* Copy the next keys into buf (lengths to klens, record offsets to offs).  1 at the end. */
+int mmkv_snapshot_next(mmkv_snapshot *sn, char *buf, size_t cap, uint32_t *klens, uint64_t *offs,
+                       size_t max_keys, size_t *n, size_t *need)
+{
+    *n = 0;
+    int rc = snap_enter(sn->s);
+    if (rc < 0)
+        return rc;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0) == 0) {
+        guard_arm(&env);
+        struct view v;
+        store_view(sn->g, &v);
+        size_t used = 0;
+        while (*n < max_keys && sn->pos < sn->n) {
+            uint64_t off = sn->offs[sn->pos];
+            const struct fmt_record *r = (const struct fmt_record *)(v.base + off);
+            if (used + r->klen > cap) {
+                if (*n == 0) {
+                    *need = r->klen;
+                    rc = MMKV_EBUFSIZE;
+                }
+                break;
+            }
+            memcpy(buf + used, r + 1, r->klen);
+            used += r->klen;
+            klens[*n] = r->klen;
+            offs[(*n)++] = off;
+            sn->pos++;
+        }
+        if (rc == 0)
+            rc = sn->pos >= sn->n ? 1 : 0;
+    } else {
+        rc = MMKV_EFAULT;
+    }
+    guard_disarm();
+    snap_leave(sn->s);
+    return rc;
+}
+
+/* The value of the snapshot record at off (from mmkv_snapshot_next), checksum verified.
+ * Returns its length; larger than cap: nothing copied, retry with a bigger buffer. */
+int64_t mmkv_snapshot_value(mmkv_snapshot *sn, uint64_t off, char *buf, size_t cap)
+{
+    int64_t rc = snap_enter(sn->s);
+    if (rc < 0)
+        return rc;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0) == 0) {
+        guard_arm(&env);
+        struct view v;
+        store_view(sn->g, &v);
+        const struct fmt_record *r = (const struct fmt_record *)(v.base + off);
+        if (off < FMT_ARENA_OFF || off + sizeof(*r) > sn->tail || r->type != FMT_PUT ||
+            off + fmt_record_len(r->klen, r->vlen) > sn->tail)
+            rc = MMKV_ECORRUPT;
+        else if (r->vlen > cap)
+            rc = r->vlen;
+        else if (fmt_record_crc(r) != r->crc)
+            rc = MMKV_ECORRUPT;
+        else {
+            memcpy(buf, (const char *)(r + 1) + r->klen, r->vlen);
+            rc = r->vlen;
+        }
+    } else {
+        rc = MMKV_EFAULT;
+    }
+    guard_disarm();
+    snap_leave(sn->s);
+    return rc;
+}
+
+void mmkv_snapshot_end(mmkv_snapshot *sn)
+{
+    if (!sn)
+        return;
+    if (sn->g)
+        store_gen_unpin(sn->g);
+    free(sn->offs);
+    free(sn);
+}
