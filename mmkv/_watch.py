@@ -21,6 +21,7 @@ file's own changes.  If a compaction dropped changes it had not read yet (it fel
 two compactions, or started from a `since` older than the current file), it raises
 mmkv.WatchLagged; resume from a fresh read and Store.seq.
 """
+import struct
 import time
 
 from ._core import ffi, lib
@@ -30,6 +31,9 @@ _BATCH = 256
 _BUF = 1 << 16
 _PUT, _DEL, _CLEAR = 1, 2, 5
 _SLICE = 0.1
+_ITEM = struct.Struct("=QIIQQ")   # struct mmkv_log_item
+_ITEMS = _ITEM.iter_unpack
+_ITEM_SIZE = _ITEM.size
 
 
 def _lagged(store):
@@ -113,15 +117,14 @@ def _follow(store, handle, log, off, pos, since, timeout, behind):
 def _changes(buf, items, count, since):
     data = ffi.buffer(buf, len(buf))
     out = []
-    for item in items[0:count]:
-        if item.seq <= since:
+    # struct mmkv_log_item unpacked in one call: seq, type, klen, vlen, data_off
+    for seq, kind, klen, vlen, at in _ITEMS(ffi.buffer(items, _ITEM_SIZE * count)):
+        if seq <= since:
             continue
-        start = item.data_off
-        key = data[start:start + item.klen]
-        if item.type == _PUT:
-            out.append((item.seq, key, data[start + item.klen:start + item.klen + item.vlen]))
-        elif item.type == _DEL:
-            out.append((item.seq, key, None))
-        elif item.type == _CLEAR:
-            out.append((item.seq, None, None))
+        if kind == _PUT:
+            out.append((seq, data[at:at + klen], data[at + klen:at + klen + vlen]))
+        elif kind == _DEL:
+            out.append((seq, data[at:at + klen], None))
+        elif kind == _CLEAR:
+            out.append((seq, None, None))
     return out
