@@ -20,6 +20,7 @@ left out.  Memory: the index holds one bytes object per key (about 40 bytes + th
 from __future__ import annotations
 
 import itertools
+import struct
 import threading
 import weakref
 from collections.abc import Iterator
@@ -37,6 +38,9 @@ _BATCH = 1024
 _BUF = 1 << 16
 _PUT, _DEL, _CLEAR = 1, 2, 5
 _MISSING = object()
+_ITEM = struct.Struct("=QIIQQ")   # struct mmkv_log_item
+_ITEMS = _ITEM.iter_unpack
+_ITEM_SIZE = _ITEM.size
 _indexes: dict[int, _Index] = {}   # id(store) -> _Index; dropped with the store
 
 
@@ -105,14 +109,16 @@ class _Index:
 
     def _apply(self, count: int) -> None:
         keys, data = self.keys, ffi.buffer(self.buf, len(self.buf))
-        for item in self.items[0:count]:
-            key = data[item.data_off:item.data_off + item.klen]
-            if item.type == _PUT:
+        add, discard = keys.add, keys.discard
+        # struct mmkv_log_item unpacked in one call: seq, type, klen, vlen, data_off
+        for _, kind, klen, _, at in _ITEMS(ffi.buffer(self.items, _ITEM_SIZE * count)):
+            key = data[at:at + klen]
+            if kind == _PUT:
                 if key not in keys:
-                    keys.add(key)
-            elif item.type == _DEL:
-                keys.discard(key)
-            elif item.type == _CLEAR:
+                    add(key)
+            elif kind == _DEL:
+                discard(key)
+            elif kind == _CLEAR:
                 keys.clear()
 
 

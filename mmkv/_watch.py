@@ -23,6 +23,7 @@ mmkv.WatchLagged; resume from a fresh read and Store.seq.
 """
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -41,6 +42,9 @@ _BATCH = 256
 _BUF = 1 << 16
 _PUT, _DEL, _CLEAR = 1, 2, 5
 _SLICE = 0.1
+_ITEM = struct.Struct("=QIIQQ")   # struct mmkv_log_item
+_ITEMS = _ITEM.iter_unpack
+_ITEM_SIZE = _ITEM.size
 
 
 def _lagged(store: Store[Any]) -> WatchLagged:
@@ -125,15 +129,14 @@ def _follow(store: Store[Any], handle: Any, log: Any, off: Any, pos: Any, since:
 def _changes(buf: Any, items: Any, count: int, since: int) -> list[Change]:
     data = ffi.buffer(buf, len(buf))
     out: list[Change] = []
-    for item in items[0:count]:
-        if item.seq <= since:
+    # struct mmkv_log_item unpacked in one call: seq, type, klen, vlen, data_off
+    for seq, kind, klen, vlen, at in _ITEMS(ffi.buffer(items, _ITEM_SIZE * count)):
+        if seq <= since:
             continue
-        start = item.data_off
-        key = data[start:start + item.klen]
-        if item.type == _PUT:
-            out.append((item.seq, key, data[start + item.klen:start + item.klen + item.vlen]))
-        elif item.type == _DEL:
-            out.append((item.seq, key, None))
-        elif item.type == _CLEAR:
-            out.append((item.seq, None, None))
+        if kind == _PUT:
+            out.append((seq, data[at:at + klen], data[at + klen:at + klen + vlen]))
+        elif kind == _DEL:
+            out.append((seq, data[at:at + klen], None))
+        elif kind == _CLEAR:
+            out.append((seq, None, None))
     return out

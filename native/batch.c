@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH_TRIES 4
+#define BATCH_TRIES 8
 #define BATCH_READONLY_TRIES 100000
 
 struct batch_ctx {

@@ -55,3 +55,17 @@ def batch_writer(path, keys, rounds, compact_every):
             if compact_every and i % compact_every == compact_every - 1:
                 d.compact()
     return {"rounds": rounds}
+
+
+@reporting
+def watch_until_interrupted(path, ready):
+    """Block in watch() until Ctrl-C (SIGINT) arrives as KeyboardInterrupt."""
+    with mmkv.open(path) as d:
+        w = d.watch()
+        ready.set()
+        try:
+            for _ in w:
+                pass
+        except KeyboardInterrupt:
+            return {"interrupted": True}
+    return {"interrupted": False}

@@ -285,3 +285,16 @@ def test_writers_make_no_wake_call_without_watchers_and_wake_a_sleeping_one(chil
     proc.kill()
     proc.join(10)
     d.close()
+
+
+def test_ctrl_c_interrupts_a_blocked_watcher(children, db_path):
+    """A blocked watch() lets KeyboardInterrupt through (its waits are short slices)."""
+    mmkv.open(db_path, "c").close()
+    ready = CTX.Event()
+    proc = children.start_reporting(workers.watch_until_interrupted, "watcher", db_path, ready)
+    assert ready.wait(60)
+    time.sleep(0.3)                            # asleep in its futex wait
+    os.kill(proc.pid, signal.SIGINT)
+    report = children.collect(["watcher"], timeout=30)["watcher"]
+    assert report["interrupted"] is True
+    children.join([proc], timeout=30)

@@ -7,6 +7,7 @@ by either, so the per-handle index must follow changes it did not make, table re
 file replacements.  Invariant: the structural check passes.
 """
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -164,6 +165,27 @@ class RangeMachine(RuleBasedStateMachine):
         expected = [(k, self.model[k]) for k in keys] if values else keys
         assert got == expected
 
+    @rule(start=BOUNDS, prefix=st.one_of(st.none(), st.sampled_from([b"a", b"g", b""])),
+          reverse=st.booleans(), n=st.integers(0, 6), put=KEYS, gone=KEYS, compact=st.booleans())
+    def range_interleaved_with_writes_keeps_the_iteration_guarantee(self, start, prefix, reverse,
+                                                                    n, put, gone, compact):
+        def inside(k):
+            return (start is None or k >= start) and (prefix is None or k.startswith(prefix))
+        before = {k for k in self.model if inside(k)}
+        it = self.r.range(start, prefix=prefix, reverse=reverse)
+        got = list(itertools.islice(it, n))
+        self.w[put] = b"new"
+        self.model[put] = b"new"
+        self.w.pop(gone, None)
+        self.model.pop(gone, None)
+        if compact:
+            self.helper.do("compact", self.path)
+        got += list(it)
+        after = {k for k in self.model if inside(k)}
+        assert got == sorted(got, reverse=reverse) and len(got) == len(set(got))
+        assert (before & after) - {put, gone} <= set(got)   # present throughout: exactly once
+        assert set(got) <= before | after                    # present at some moment
+
     @invariant()
     def store_is_sound(self):
         self.r._check()
@@ -176,10 +198,11 @@ def helper():
     h.stop()
 
 
-def test_range_state_machine_matches_sorted_model(helper):
+def test_range_state_machine_matches_sorted_model(helper, monkeypatch):
     """range() yields keys in bytewise order, start <= key < stop, beginning with prefix,
     whichever handle or process wrote."""
     RangeMachine.helper = helper
+    monkeypatch.setattr("mmkv._ordered.CHUNK", 2)   # iterations span many index refreshes
     run_state_machine_as_test(RangeMachine, settings=settings(
         max_examples=120, stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow]))
