@@ -15,10 +15,20 @@ pinned file stays mapped.
                                         bounded memory (external merge sort of (key, offset)
                                         pairs; values are read one at a time at the end)
 """
+from __future__ import annotations
+
+import os
 import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from ._core import ffi, lib
 from ._sort import KEY_OVERHEAD, KeySorter
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._store import Store
 
 _BATCH_KEYS = 1024
 _BUF_LEN = 1 << 20
@@ -28,7 +38,7 @@ _WAIT_FIRST, _WAIT_MAX = 0.0002, 0.02     # sleeps while a writer holds the lock
 class _Snapshot:
     """The pinned moment; use as a context manager."""
 
-    def __init__(self, store, patience=None):
+    def __init__(self, store: Store[Any], patience: float | None = None) -> None:
         self._store = store
         out = ffi.new("mmkv_snapshot **")
         seq = ffi.new("uint64_t *")
@@ -50,18 +60,18 @@ class _Snapshot:
         self.seq = seq[0]
         self._buf = ffi.new("char[]", _BUF_LEN)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         if self._h is not None:
             h, self._h = self._h, None
             ffi.release(h)                # runs mmkv_snapshot_end now
 
-    def keys(self):
+    def entries(self) -> Iterator[tuple[bytes, int]]:
         """(key, offset) of every key live at the moment, in no particular order."""
         cap = _BUF_LEN
         buf = ffi.new("char[]", cap)
@@ -86,7 +96,7 @@ class _Snapshot:
                 yield raw[pos:end], offs[i]
                 pos = end
 
-    def value(self, off):
+    def value(self, off: int) -> bytes:
         """The value of the record at off (from keys()), its checksum verified."""
         rc = lib.mmkv_snapshot_value(self._h, off, self._buf, len(self._buf))
         if rc > len(self._buf):
@@ -94,17 +104,19 @@ class _Snapshot:
             rc = lib.mmkv_snapshot_value(self._h, off, buf, rc)
             if rc < 0:
                 self._store._fail(rc)
-            return ffi.unpack(buf, rc)
+            data: bytes = ffi.unpack(buf, rc)
+            return data
         if rc < 0:
             self._store._fail(rc)
-        return ffi.unpack(self._buf, rc)
+        data = ffi.unpack(self._buf, rc)
+        return data
 
 
 class _PairSorter(KeySorter):
     """KeySorter over (key, offset) pairs, counting memory by the key's length."""
 
-    def add(self, pair):
-        self._batch.append(pair)
+    def add(self, pair: tuple[bytes, int]) -> None:  # type: ignore[override]  # pairs, not keys
+        self._batch.append(pair)  # type: ignore[arg-type]  # the base sorts keys; pairs sort too
         self.count += 1
         self._batch_bytes += len(pair[0]) + KEY_OVERHEAD + 32
         if self._batch_bytes >= self._run_bytes:
@@ -118,20 +130,23 @@ class _Busy(Exception):
 _PATIENCE = 0.05    # seconds a read-only handle watches the lock before it asks for a twin
 
 
-def _writable_twin(store):
+def _writable_twin(store: Store[Any]) -> Store[Any] | None:
     """A writable handle on the same store as read-only `store`, if this process may write
     the file, else None.  Its snapshot takes the lock, which a writer that re-takes the lock
     as soon as it lets go cannot starve, as it can starve a read-only handle watching it."""
-    from ._open import open as _open_file, open_shm
+    from ._open import open as _open_file
+    from ._open import open_shm
     try:
         if store._shm:
-            return open_shm(store._path.split(":", 1)[1], "w")
+            return open_shm(os.fsdecode(store._path).split(":", 1)[1], "w")
         return _open_file(store._path, "w")
     except (OSError, ValueError):
         return None
 
 
-def snapshot_items(store, sort=False, on_key=None):
+def snapshot_items(store: Store[Any], sort: bool = False,
+                   on_key: Callable[[int], object] | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]:
     """Iterate the (key, value) pairs of store at one moment (see the module docstring).
     on_key(count), if given, is called every 1024 keys while the keys are gathered."""
     readonly = store._flag & 0xFF == lib.MMKV_OPEN_READ
@@ -150,16 +165,18 @@ def snapshot_items(store, sort=False, on_key=None):
             twin.close()
 
 
-def _items(snap, sort, on_key):
+def _items(snap: _Snapshot, sort: bool, on_key: Callable[[int], object] | None
+           ) -> Iterator[tuple[bytes, bytes]]:
     with snap:
         if not sort:
-            for key, off in snap.keys():
+            for key, off in snap.entries():
                 yield key, snap.value(off)
             return
         with _PairSorter() as sorter:
-            for pair in snap.keys():
+            for pair in snap.entries():
                 sorter.add(pair)
                 if on_key is not None and not sorter.count & 1023:
                     on_key(sorter.count)
-            for key, off in sorter.sorted():
+            pairs = cast("Iterator[tuple[bytes, int]]", sorter.sorted())   # it sorted pairs
+            for key, off in pairs:
                 yield key, snap.value(off)
