@@ -12,9 +12,10 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NATIVE = os.path.join(ROOT, "native")
-SOURCES = ["format.c", "wait.c", "os.c", "guard.c", "names.c", "map.c", "commit.c", "sparse.c",
-           "lock.c", "table.c", "recover.c", "compact.c", "open.c", "call.c", "log.c", "batch.c",
-           "snapshot.c", "store.c", "iter.c"]
+# bottom up: each file calls only files before it (tools/layers checks it)
+SOURCES = ["format.c", "wait.c", "os.c", "guard.c", "names.c", "map.c", "sparse.c", "commit.c",
+           "lock.c", "table.c", "walk.c", "check.c", "recover.c", "salvage.c", "compact.c",
+           "open.c", "call.c", "log.c", "batch.c", "snapshot.c", "store.c", "iter.c"]
 
 
 def _cdef():

@@ -216,12 +216,53 @@ int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const 
                   size_t klen, const char *val, size_t vlen, struct change *c);
 void commit_recover(struct view *v);
 
-/* recover.c */
-int recover_check(mmkv_store *s, struct view *v, char *report, size_t cap,
-                  struct mmkv_check_report *out);
+/* walk.c: the log walk and the replay of PUT, DEL and CLEAR records (check, scan, dump) */
+struct replay {
+    uint64_t *offs;              /* 0 = empty; else the newest PUT/DEL record of a key */
+    uint8_t *seen;               /* check: referenced by a table slot */
+    uint64_t cap, used;
+    const uint8_t *base;
+};
+struct walk {
+    uint64_t off, end;           /* next record; end of what may be walked */
+    uint64_t seq, epoch;         /* last accepted seq (0: none yet), epoch */
+    uint64_t max_epoch;
+    uint64_t last_table;         /* offset of the newest TABLE record */
+    uint64_t records, live_bytes;
+    int skip_crc;                /* negative-control tests only (MMKV_TEST_SCAN_NO_CRC) */
+    uint64_t batch_left;         /* records of the current batch still to come */
+    int skip_batch;              /* negative-control tests only (MMKV_TEST_SCAN_NO_BATCH) */
+    int ahead;                   /* inside walk_batch_whole's look-ahead */
+};
+
+const struct fmt_record *replay_rec(const struct replay *m, uint64_t off);
+int replay_init(struct replay *m, const uint8_t *base, uint64_t cap);
+void replay_free(struct replay *m);
+int replay_add(struct replay *m, uint64_t off);
+void replay_clear(struct replay *m);
+uint64_t replay_find(const struct replay *m, const struct fmt_record *r);
+uint64_t walk_len(const struct fmt_record *r);
+int walk_kinds_ok(const struct fmt_record *r);
+const struct fmt_record *walk_next(mmkv_store *s, const struct view *v, struct walk *w,
+                             const char **why);
+int walk_batch_whole(mmkv_store *s, const struct view *v, const struct walk *w,
+                     const struct fmt_record *r);
+int walk_apply(struct replay *m, struct walk *w, const struct fmt_record *r);
+void walk_start(struct walk *w, const struct view *v, uint64_t end);
+/* the keys of the log's prefix [FMT_ARENA_OFF, end) as of its last record: *offs (malloc'd,
+ * the caller frees) gets the offset of each key's newest record when it is a PUT, *n their
+ * number.  Used by the consistent dump (snapshot.c). */
+int walk_live_at(mmkv_store *s, struct view *v, uint64_t end, uint64_t **offs, uint64_t *n);
+
+/* check.c: the structural check (with a replay: memory grows with the keys) and the
+ * verification walk (constant memory) */
+int check_full(mmkv_store *s, struct view *v, char *report, size_t cap,
+               struct mmkv_check_report *out);
+int check_verify(mmkv_store *s, struct view *v, char *report, size_t cap,
+                 struct mmkv_check_report *out);
+
+/* recover.c: after a possible power loss, keep the log's longest valid prefix, rebuild */
 int recover_scan(mmkv_store *s, struct view *v);
-int recover_verify(mmkv_store *s, struct view *v, char *report, size_t cap,
-                   struct mmkv_check_report *out);      /* power loss: rebuild from the log */
 
 /* ---- batches, snapshots and the log readers (issues 11, 12): batch.c, log.c ---- */
 
@@ -274,10 +315,6 @@ int sparse_slot_ready(struct view *v, uint64_t slot_off);
 /* commit.c: 1 if commit_recover would apply the pending COMMIT/SWAP intent */
 int commit_intent_applies(const struct view *v, uint64_t state);
 
-/* recover.c: the keys of the log's prefix [FMT_ARENA_OFF, end) as of its last record: *offs (malloc'd,
- * the caller frees) gets the offset of each key's newest record when it is a PUT, *n their
- * number.  Used by the consistent dump (snapshot.c). */
-int recover_live_at(mmkv_store *s, struct view *v, uint64_t end, uint64_t **offs, uint64_t *n);
 
 /* compaction errors of automatic compaction, kept per handle (store.c, compact.c) */
 void compact_auto(mmkv_store *s, struct view *v);

@@ -17,7 +17,7 @@
  * The contents.  With the file pinned, the log below that tail never changes (a compaction
  * retires the file but leaves it mapped for the pin), so a walk up to the tail gives, for
  * each key, its last record at or below it: the snapshot.  The walk keeps one 8-byte offset
- * per key (recover_live_at); keys and values are then copied out in batches from those
+ * per key (walk_live_at); keys and values are then copied out in batches from those
  * offsets, every value's checksum verified.
  */
 #define _GNU_SOURCE
@@ -122,7 +122,7 @@ static int snap_take(mmkv_snapshot *sn)
         rc = sn->s->readonly ? snap_point_unlocked(&v, &sn->tail, &sn->seq)
                              : snap_point_locked(sn->s, &v, &sn->tail, &sn->seq);
     if (rc == 0)
-        rc = recover_live_at(sn->s, &v, sn->tail, &sn->offs, &sn->n);
+        rc = walk_live_at(sn->s, &v, sn->tail, &sn->offs, &sn->n);
     guard_disarm();
     return rc;
 }

@@ -596,7 +596,7 @@ struct check_ctx {
 static int64_t op_check(mmkv_store *s, struct view *v, void *arg)
 {
     struct check_ctx *c = arg;
-    return recover_check(s, v, c->report, c->cap, c->out);
+    return check_full(s, v, c->report, c->cap, c->out);
 }
 
 int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out)
@@ -609,7 +609,7 @@ int mmkv_check(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report
 static int64_t op_verify(mmkv_store *s, struct view *v, void *arg)
 {
     struct check_ctx *c = arg;
-    return recover_verify(s, v, c->report, c->cap, c->out);
+    return check_verify(s, v, c->report, c->cap, c->out);
 }
 
 int mmkv_verify(mmkv_store *s, char *report, size_t cap, struct mmkv_check_report *out)
