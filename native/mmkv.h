@@ -3,7 +3,7 @@
  * A store is one file (or one POSIX shared-memory object) holding a header page, a lock
  * page and an append-only arena of CRC32C-checked records indexed by a hash table of
  * 8-byte atomic slots.  Readers take no lock; writers are serialised across processes by
- * one robust, recursive, process-shared mutex.  See shared/DESIGN.md for the protocols.
+ * one robust, process-shared mutex, owned per thread.  See docs/design.md for the protocols.
  *
  * Conventions of every function below:
  *   - returns 0 (or a non-negative count/length) on success, a negative MMKV_E* code, or
