@@ -200,14 +200,16 @@ class Store(MutableMapping):
 
     # ---- reads ----
 
-    def __getitem__(self, key):
+    # the binding's functions as default arguments: a local load instead of a global one on
+    # the hottest paths (a caller never passes them)
+    def __getitem__(self, key, _fget=_fget):
         return _fget(self._addr, key, self)
 
-    def get(self, key, default=None):
+    def get(self, key, default=None, _fget=_fget):
         """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
         return _fget(self._addr, key, self, default)
 
-    def __contains__(self, key):
+    def __contains__(self, key, _fcontains=_fcontains):
         return _fcontains(self._addr, key, self)
 
     def __len__(self):
@@ -218,7 +220,7 @@ class Store(MutableMapping):
 
     # ---- writes ----
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key, value, _fput=_fput):
         rc = _fput(self._addr, key, value, self)
         if rc is not None:
             self._put_failed(rc, key, value)
@@ -230,7 +232,7 @@ class Store(MutableMapping):
         if rc < 0:
             self._fail(rc)
 
-    def __delitem__(self, key):
+    def __delitem__(self, key, _fdel=_fdel):
         rc = _fdel(self._addr, key, self)
         if rc is not None:
             self._del_failed(rc, key)
