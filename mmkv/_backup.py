@@ -8,17 +8,21 @@ the lock, so never inside another process's lock() block), its keys sorted in bo
 (mmkv/_salvage.py) when asked: its valid records are replayed into a scratch store first.
 restore builds the new store beside the target, syncs it, and moves it into place only when
 the whole dump has checked (mmkv/_atomicfile.py), so the target appears whole or not at all.
+A Redis URL or an open RedisStore goes to mmkv/_redis_backup.py instead: the same format,
+but no snapshot and no atomic restore (Redis offers neither; that file says what it gives).
 """
 from __future__ import annotations
 
 import errno
 import os
+import sys
 import tempfile
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from . import _atomicfile, _dump, _salvage, _snapshot
 from ._errors import CorruptError, error
+from ._redis_url import is_redis_url
 from ._store import Store
 
 if TYPE_CHECKING:
@@ -128,6 +132,12 @@ def dump_report(source: Store[Any] | PathArg, file: IO[bytes], *, salvage: bool 
                 progress: ProgressFactory = _no_progress,
                 describe: Callable[[CorruptError], str] = str) -> DumpReport:
     """dump(), returning a DumpReport; progress makes the progress bars (the CLI's)."""
+    if is_redis_url(source) or _is_redis_store(source):
+        from . import _redis_backup  # mmkv[redis]
+
+        if isinstance(source, str):
+            return DumpReport(_redis_backup.dump_url(source, file, progress))
+        return DumpReport(_redis_backup.dump_store(cast("Any", source), file, progress))
     if isinstance(source, Store):
         return DumpReport(_dump_store(source, file, progress))
     store, damage = _open_verified(source)
@@ -149,6 +159,11 @@ def dump(source: Store[Any] | PathArg, file: IO[bytes], *, salvage: bool = False
 
     A path to a damaged store raises mmkv.CorruptError, unless salvage=True: then every
     record that is still valid is dumped (what `mmkv dump` does, exit status 3).
+
+    source may also be a Redis URL ("redis://...", "redis+cluster://...") or a store opened
+    from one: its namespace is dumped in the same format, sorted in bounded memory.  Redis
+    has no snapshot, so that dump is not one moment's state: a key deleted meanwhile is
+    skipped, one written meanwhile may or may not be in it (mmkv/_redis_backup.py).
 
         >>> import io, mmkv, os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "a.mmkv")
@@ -202,6 +217,12 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
     Memory is bounded: a line longer than the dump's limits allow is refused as soon as it
     passes them.
 
+    path may also be a Redis URL: the records go into its namespace, which must hold no key
+    (else mmkv.error with errno EEXIST) unless force=True, which clears it first.  That is
+    not atomic (Redis offers no such step): other clients see the namespace fill, and a dump
+    that fails a check on the way, or an interrupted restore, leaves the namespace cleared
+    again, with no partial dump in it (mmkv/_redis_backup.py).
+
         >>> import io, mmkv, os, tempfile
         >>> where = tempfile.mkdtemp()
         >>> with mmkv.open(os.path.join(where, "a.mmkv")) as d:
@@ -217,6 +238,11 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
     """
     from ._open import open as open_store
 
+    if is_redis_url(path):
+        from . import _redis_backup  # mmkv[redis]
+
+        assert isinstance(path, str)
+        return _redis_backup.restore_url(file, path, force, progress)
     target = os.fsdecode(os.fspath(path))
     if os.path.isdir(target):
         raise error(errno.EISDIR, "is a directory", target)
@@ -239,3 +265,10 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
         _atomicfile.unlink_quietly(tmp)
         raise
     return reader.count
+
+
+def _is_redis_store(source: object) -> bool:
+    """Whether source is a store of the Redis backend (none exists unless mmkv._redis, which
+    needs redis-py, was imported: so nothing is imported here)."""
+    redis_module = sys.modules.get("mmkv._redis")
+    return redis_module is not None and isinstance(source, redis_module.RedisStore)

@@ -477,6 +477,17 @@ def open_url(url: str, flag: str = "c", mode: int = 0o666, *, codec: Codec | Non
 
 
 def redis_stat(url: str, **options: Any) -> dict[str, Any]:
-    """What the CLI's `stat` prints for a URL: the store's stats() as a dict."""
+    """What the CLI's `stat` prints for a URL: the store's stats(), and what the servers
+    report: used_memory (bytes, summed over the primaries, every namespace's; None when a
+    server does not report it) and primaries (how many servers hold the data)."""
     with RedisStore(url, "r", **options) as store:
-        return store.stats()
+        st = store.stats()
+        reported: list[int | None] = []
+        for client in store._primaries():
+            with remote(store.url, False):
+                used = client.info("memory").get("used_memory")
+            reported.append(None if used is None else int(used))
+    sizes = [n for n in reported if n is not None]
+    st["used_memory"] = sum(sizes) if len(sizes) == len(reported) else None
+    st["primaries"] = len(reported)
+    return st

@@ -11,6 +11,14 @@ and repair it without writing Python.
     mmkv del STORE KEY                 remove KEY
     mmkv demo                          two processes share a store: one counts, the other watches
 
+STORE is the path of a store file, or a Redis URL (redis://HOST:PORT/DB?namespace=NAME,
+redis+cluster://HOST:PORT?namespace=NAME; the Redis backend, mmkv/_redis.py): every command
+takes either, so `mmkv dump redis://... | mmkv restore - local.mmkv` and back move a store
+between them.  On a URL, `stat` reports what the server knows (the namespace's keys, the
+server's memory), `check` that it answers and how many keys the namespace holds, `compact`
+nothing (the server manages its memory); a dump of a URL is no snapshot, and a restore into
+one is not atomic (mmkv/_redis_backup.py says what they give instead).
+
 Keys and values on the command line are text, passed on as the bytes the shell gave (UTF-8
 in practice); with --hex (-x) KEY and VALUE are hexadecimal, with --base64 (-b) base64, so
 any bytes can be named.  A VALUE of "-" is read raw from stdin; `get` always writes raw bytes.
@@ -47,8 +55,10 @@ import mmkv
 
 from . import _atomicfile, _backup, _demo, _dump
 from ._progress import Progress
+from ._redis_url import is_redis_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SALVAGED = 0, 1, 2, 3
+REDIS_VALUE_LIMIT = 512 * 1024 * 1024   # the longest string a Redis server stores
 
 
 class Failure(Exception):
@@ -97,6 +107,15 @@ def _arg_bytes(text: str, args: argparse.Namespace, what: str) -> bytes:
     return os.fsencode(text)
 
 
+def _display(store: str) -> str:
+    """STORE as messages name it: a Redis URL without its password."""
+    if not is_redis_url(store):
+        return store
+    from ._redis_url import parse
+
+    return parse(store).url
+
+
 def _refusing_existing(target: str) -> contextlib.AbstractContextManager[None]:
     """Turn mmkv's "exists" refusal into the command line's one-line message."""
     @contextlib.contextmanager
@@ -124,7 +143,8 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 
 
 def _cmd_dump(args: argparse.Namespace) -> int:
-    if args.output not in (None, "-") and os.path.exists(args.output) \
+    if args.output not in (None, "-") and not is_redis_url(args.store) \
+            and os.path.exists(args.output) \
             and os.path.exists(args.store) and os.path.samefile(args.output, args.store):
         raise Failure(f"{args.output}: is the store itself; dump elsewhere")
     with _output(args.output) as out:
@@ -151,7 +171,23 @@ def _input(name: str) -> Iterator[IO[bytes]]:
         yield f
 
 
+def _restore_redis(args: argparse.Namespace) -> int:
+    """restore into a Redis URL: not atomic; a refused dump leaves the namespace empty."""
+    target = _display(args.store)
+    name = "<stdin>" if args.dump == "-" else args.dump
+    with _input(args.dump) as infile, _refusing_existing(target):
+        try:
+            _backup.restore(infile, args.store, force=args.force, progress=Progress)
+        except _dump.DumpError as e:
+            raise Failure(f"{name}: {e}; nothing restored, the namespace of {target} was "
+                          f"left empty (a restore into Redis is not atomic: what it had "
+                          f"written was removed)") from None
+    return EXIT_OK
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
+    if is_redis_url(args.store):
+        return _restore_redis(args)
     target = args.store
     if os.path.isdir(target):
         raise Failure(f"{target}: is a directory")
@@ -168,7 +204,18 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 # ---- check, stat, compact ----
 
+def _check_redis(url: str) -> int:
+    """check on a Redis URL: what can be checked, that the server answers and the count."""
+    with mmkv.open(url, "r") as store:
+        count = len(store)
+    print(f"{_display(url)}: reachable, {count:,} keys in the namespace (the server keeps "
+          f"the data: no log or table here to verify)")
+    return EXIT_OK
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    if is_redis_url(args.store):
+        return _check_redis(args.store)
     try:
         store = mmkv.open(args.store, "r")
     except mmkv.CorruptError as e:
@@ -205,7 +252,33 @@ def _stats(path: str) -> dict[str, Any]:
     return st
 
 
+def _stat_redis(args: argparse.Namespace) -> int:
+    """stat on a Redis URL: what the server knows (mmkv/_redis.py, redis_stat)."""
+    from ._redis import redis_stat
+
+    st = redis_stat(args.store)
+    if args.json:
+        print(json.dumps({"path": st["url"], **st}, indent=2))
+        return EXIT_OK
+    memory = st["used_memory"]
+    primaries = st["primaries"]
+    rows = [
+        ("store", st["url"]),
+        ("namespace", st["namespace"]),
+        ("keys", f"{st['count']:,}"),
+        ("server memory", "not reported by the server" if memory is None else
+         f"{_size(memory)} ({memory:,} bytes, used_memory of "
+         f"{'the server' if primaries == 1 else f'{primaries} primaries'}: every namespace)"),
+        ("last sequence", f"{st['seq']:,}"),
+    ]
+    for name, value in rows:
+        print(f"{name:<15} {value}")
+    return EXIT_OK
+
+
 def _cmd_stat(args: argparse.Namespace) -> int:
+    if is_redis_url(args.store):
+        return _stat_redis(args)
     st = _stats(args.store)
     if args.json:
         print(json.dumps({"path": args.store, **st}, indent=2))
@@ -231,6 +304,12 @@ def _cmd_stat(args: argparse.Namespace) -> int:
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
+    if is_redis_url(args.store):
+        with mmkv.open(args.store, "w") as store:
+            store.compact()             # checks that the server answers, does nothing
+        print(f"{_display(args.store)}: nothing to compact (the Redis server manages its "
+              f"own memory)")
+        return EXIT_OK
     with mmkv.open(args.store, "w") as store:
         before = store.stats()
         store.compact()
@@ -273,7 +352,8 @@ def _cmd_set(args: argparse.Namespace) -> int:
     value = None if args.value == "-" else _arg_bytes(args.value, args, "VALUE")
     with mmkv.open(args.store, "c" if args.create else "w") as store:
         if value is None:
-            value = _read_value(sys.stdin.buffer, store.stats()["max_value_len"])
+            limit = store.stats().get("max_value_len", REDIS_VALUE_LIMIT)
+            value = _read_value(sys.stdin.buffer, limit)
         store[key] = value
     return EXIT_OK
 
@@ -320,7 +400,7 @@ def _encoding_flags(p: argparse.ArgumentParser) -> None:
                        help="KEY and VALUE are base64 (any bytes)")
 
 
-_STORE_HELP = "path of the store file"
+_STORE_HELP = "path of the store file, or a Redis URL (redis://HOST:PORT/DB?namespace=NAME)"
 
 
 def _add_commands(sub: Any) -> None:
@@ -336,7 +416,9 @@ def _add_commands(sub: Any) -> None:
                        description="Build STORE from a dump: STORE appears whole or not at "
                                    "all, and a truncated or altered dump changes nothing.")
     p.add_argument("dump", metavar="DUMP", help='a dump file, or "-" for stdin')
-    p.add_argument("store", metavar="STORE", help="path of the store to create")
+    p.add_argument("store", metavar="STORE",
+                   help="path of the store to create, or a Redis URL (its namespace is "
+                        "filled, not atomically)")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing STORE")
     p.set_defaults(func=_cmd_restore)
     p = sub.add_parser("check", help="verify the store: exit 0 sound, 1 with a report")
@@ -425,6 +507,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mmkv: out of memory (the input is larger than this process may hold)",
               file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:     # ImportError: no mmkv[redis]
         print(f"mmkv: {_first_line(e)}", file=sys.stderr)
         return EXIT_ERROR
