@@ -31,6 +31,7 @@
 
 void mmkv_set_wait_hooks(void *(*release)(void), void (*reacquire)(void *));
 int mmkv_py_install(void);
+int mmkv_py_bind(void);
 
 static void *mmkv_py_release(void)
 {
@@ -98,18 +99,14 @@ static int mmkv_py_args(Py_ssize_t nargs, Py_ssize_t want, const char *name)
     return -1;
 }
 
-/* get(addr, key, store, default): the value, or default if absent (KeyError when default is
- * the store's missing marker, passed as NULL... i.e. when called with 3 arguments). */
-static PyObject *mmkv_py_get(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+/* The value of key in store s (the Store object `store`), or dflt when absent (NULL:
+ * KeyError). */
+static PyObject *mmkv_py_read(mmkv_store *s, PyObject *store, PyObject *key, PyObject *dflt)
 {
-    (void)mod;
-    if (nargs != 3 && mmkv_py_args(nargs, 4, "get") < 0)
-        return NULL;
-    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
     PyObject *owned;
     char *k;
     Py_ssize_t kn;
-    if (!s || mmkv_py_bytes(args[2], args[1], "key", &owned, &k, &kn) < 0)
+    if (mmkv_py_bytes(store, key, "key", &owned, &k, &kn) < 0)
         return NULL;
     struct mmkv_py_value v = {NULL};
     int64_t n = mmkv_get_alloc(s, k, (size_t)kn, mmkv_py_alloc, &v);
@@ -121,16 +118,108 @@ static PyObject *mmkv_py_get(PyObject *mod, PyObject *const *args, Py_ssize_t na
     }
     Py_XDECREF(v.obj);
     if (n == MMKV_ENOTFOUND) {
-        if (nargs == 4) {
-            Py_INCREF(args[3]);
-            return args[3];
+        if (dflt) {
+            Py_INCREF(dflt);
+            return dflt;
         }
-        PyErr_SetObject(PyExc_KeyError, args[1]);
+        PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
     }
     if (n == -ENOMEM && PyErr_Occurred())
         return NULL;
-    return mmkv_py_fail(args[2], n);
+    return mmkv_py_fail(store, n);
+}
+
+/* get(addr, key, store[, default]): the value, or default if absent (KeyError without). */
+static PyObject *mmkv_py_get(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 3 && mmkv_py_args(nargs, 4, "get") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    if (!s)
+        return NULL;
+    return mmkv_py_read(s, args[2], args[1], nargs == 4 ? args[3] : NULL);
+}
+
+/* ---- the same reads as methods of Store (mmkv_py_bind): no Python frame between `d[k]`
+ * and the core; the handle comes from the instance's `_addr` slot ---- */
+
+static PyObject *mmkv_py_addr_name;
+
+static mmkv_store *mmkv_py_self(PyObject *self)
+{
+    PyObject *a = PyObject_GetAttr(self, mmkv_py_addr_name);
+    if (!a)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(a);
+    Py_DECREF(a);
+    return s;
+}
+
+static PyObject *mmkv_py_m_getitem(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (mmkv_py_args(nargs, 1, "__getitem__") < 0)
+        return NULL;
+    mmkv_store *s = mmkv_py_self(self);
+    return s ? mmkv_py_read(s, self, args[0], NULL) : NULL;
+}
+
+static PyObject *mmkv_py_m_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 && mmkv_py_args(nargs, 2, "get") < 0)
+        return NULL;
+    mmkv_store *s = mmkv_py_self(self);
+    return s ? mmkv_py_read(s, self, args[0], nargs == 2 ? args[1] : Py_None) : NULL;
+}
+
+static PyObject *mmkv_py_m_contains(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (mmkv_py_args(nargs, 1, "__contains__") < 0)
+        return NULL;
+    mmkv_store *s = mmkv_py_self(self);
+    PyObject *owned;
+    char *k;
+    Py_ssize_t kn;
+    if (!s || mmkv_py_bytes(self, args[0], "key", &owned, &k, &kn) < 0)
+        return NULL;
+    int rc = mmkv_contains(s, k, (size_t)kn);
+    Py_XDECREF(owned);
+    if (rc < 0)
+        return mmkv_py_fail(self, rc);
+    return PyBool_FromLong(rc);
+}
+
+static PyMethodDef mmkv_py_store_methods[] = {
+    {"__getitem__", (PyCFunction)(void (*)(void))mmkv_py_m_getitem, METH_FASTCALL,
+     "D[k]: the value of k (bytes), KeyError if absent."},
+    {"get", (PyCFunction)(void (*)(void))mmkv_py_m_get, METH_FASTCALL,
+     "D.get(k[, d]) -> D[k] if k in D, else d (default None)."},
+    {"__contains__", (PyCFunction)(void (*)(void))mmkv_py_m_contains, METH_FASTCALL,
+     "k in D: whether the store holds k."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Make the reads above methods of mmkv._store.Store (called once, after the class exists):
+ * method descriptors bind the instance as a Python method would.  0 or -1. */
+int mmkv_py_bind(void)
+{
+    PyObject *m = PyImport_AddModule("mmkv._store");   /* borrowed */
+    PyObject *cls = m ? PyObject_GetAttrString(m, "Store") : NULL;
+    if (!cls)
+        return -1;
+    if (!mmkv_py_addr_name && !(mmkv_py_addr_name = PyUnicode_InternFromString("_addr"))) {
+        Py_DECREF(cls);
+        return -1;
+    }
+    int rc = 0;
+    for (PyMethodDef *d = mmkv_py_store_methods; d->ml_name && rc == 0; d++) {
+        PyObject *f = PyDescr_NewMethod((PyTypeObject *)cls, d);
+        rc = f ? PyObject_SetAttrString(cls, d->ml_name, f) : -1;
+        Py_XDECREF(f);
+    }
+    Py_DECREF(cls);
+    return rc;
 }
 
 /* contains(addr, key, store) -> bool */

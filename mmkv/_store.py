@@ -692,3 +692,9 @@ class _Lock:
         rc = lib.mmkv_unlock(self._store._h)
         if rc < 0:
             self._store._fail(rc)
+
+
+# d[k], d.get(k) and `k in d` become C methods of Store (mmkv/_binding.c, mmkv_py_bind): the
+# same behaviour as the Python definitions above, without a Python frame per call.
+if lib.mmkv_py_bind() < 0:
+    raise ImportError("mmkv: cannot bind the binding's read methods to Store")

@@ -2,8 +2,8 @@
  *
  * What every call does
  * --------------------
- *   1. enter: count itself in the handle's `inflight` (close waits for it), refuse a
- *      closed handle (MMKV_ECLOSED) and a write on a read-only one (MMKV_ERDONLY);
+ *   1. enter: refuse a closed handle (MMKV_ECLOSED) and a write on a read-only one
+ *      (MMKV_ERDONLY); a write counts itself in the handle's `inflight` (close waits for it);
  *   2. pin the handle's current gen (map.c), so the file stays mapped for the whole call
  *      even if a compaction moves the handle meanwhile;
  *   3. arm the SIGBUS guard (guard.c): a file truncated underneath makes the call return
@@ -191,15 +191,21 @@ out:
     return rc;
 }
 
+/* Writes count themselves in `inflight`, so that close() returns only once the writes in
+ * progress on other threads (perhaps waiting for the lock) are done.  Reads do not: they
+ * cannot wait, their pin keeps the file mapped whatever close() does, and the handle's
+ * memory lives as long as the Python object that makes the call. */
 static int call_enter(mmkv_store *s, int write)
 {
     if (!s)
         return MMKV_ECLOSED;
+    if (!write)
+        return atomic_load_explicit(&s->closed, memory_order_acquire) ? MMKV_ECLOSED : 0;
     atomic_fetch_add(&s->inflight, 1);
     int rc = 0;
     if (atomic_load(&s->closed))
         rc = MMKV_ECLOSED;
-    else if (write && s->readonly)
+    else if (s->readonly)
         rc = MMKV_ERDONLY;
     if (rc < 0)
         atomic_fetch_sub(&s->inflight, 1);
@@ -227,7 +233,8 @@ static int64_t call_run(mmkv_store *s, store_op fn, void *ctx, int write)
         if (!again || rc < 0)
             break;
     }
-    atomic_fetch_sub(&s->inflight, 1);
+    if (write)
+        atomic_fetch_sub(&s->inflight, 1);
     return rc;
 }
 

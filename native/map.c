@@ -252,12 +252,17 @@ void store_gen_unpin(struct gen *g)
         map_gen_free(g, 1);
 }
 
-/* Make g (whose reference the caller hands over) the handle's current gen. */
+/* Make g (whose reference the caller hands over) the handle's current gen; on a handle that
+ * close() has emptied meanwhile (a read moving to a compacted file), just drop g. */
 void store_gen_install(mmkv_store *s, struct gen *g)
 {
     map_gen_register(g);
     pthread_mutex_lock(&s->switch_mu);
-    struct gen *old = atomic_exchange(&s->gen, g);
+    struct gen *old = NULL;
+    if (atomic_load(&s->closed) && !atomic_load(&s->gen))
+        old = g;
+    else
+        old = atomic_exchange(&s->gen, g);
     pthread_mutex_unlock(&s->switch_mu);
     if (old)
         store_gen_unpin(old);
