@@ -18,6 +18,8 @@
 #include "mmkv.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #undef Py_BEGIN_ALLOW_THREADS
 #undef Py_END_ALLOW_THREADS
@@ -140,6 +142,105 @@ static PyObject *mmkv_py_get(PyObject *mod, PyObject *const *args, Py_ssize_t na
     if (!s)
         return NULL;
     return mmkv_py_read(s, args[2], args[1], nargs == 4 ? args[3] : NULL);
+}
+
+/* get_many(addr, keys, default, store) -> list of values (default where absent), all as of
+ * one moment (mmkv_get_many), or the core's error code as an int (MMKV_EWAIT: the caller
+ * waits for the lock and asks again).  keys: a list or tuple. */
+static PyObject *mmkv_py_get_many(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (mmkv_py_args(nargs, 4, "get_many") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    PyObject *seq = args[1], *dflt = args[2], *store = args[3], *out = NULL;
+    if (!s)
+        return NULL;
+    Py_ssize_t n = PySequence_Size(seq);
+    if (n < 0)
+        return NULL;
+    PyObject **keys = calloc((size_t)n + 1, sizeof(*keys));
+    uint32_t *klens = calloc((size_t)n + 1, sizeof(*klens));
+    int64_t *vlens = calloc((size_t)n + 1, sizeof(*vlens));
+    char *packed = NULL, *buf = NULL;
+    size_t total = 0, cap = 0, need = 0;
+    if (!keys || !klens || !vlens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_GetItem(seq, i), *owned;
+        char *k;
+        Py_ssize_t kn;
+        if (!item)
+            goto done;
+        int rc = mmkv_py_bytes(store, item, "key", &owned, &k, &kn);
+        if (rc == 0 && !owned) {
+            owned = item;          /* bytes: keep the item itself */
+            Py_INCREF(owned);
+        }
+        Py_DECREF(item);
+        if (rc < 0)
+            goto done;
+        if ((uint64_t)kn > UINT32_MAX) {
+            Py_DECREF(owned);
+            PyErr_SetString(PyExc_ValueError, "key or value too large for this store");
+            goto done;
+        }
+        keys[i] = owned;
+        klens[i] = (uint32_t)kn;
+        total += (size_t)kn;
+    }
+    packed = malloc(total + 1);
+    if (!packed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0, at = 0; i < n; at += klens[i], i++)
+        memcpy(packed + at, PyBytes_AsString(keys[i]), klens[i]);
+    cap = 64 * 1024;
+    int rc;
+    for (;;) {
+        free(buf);
+        buf = malloc(cap);
+        if (!buf) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        rc = mmkv_get_many(s, packed, klens, (size_t)n, buf, cap, vlens, &need);
+        if (rc != MMKV_EBUFSIZE)
+            break;
+        cap = need > 2 * cap ? need : 2 * cap;
+    }
+    if (rc < 0) {
+        out = PyLong_FromLong(rc);
+        goto done;
+    }
+    out = PyList_New(n);
+    for (Py_ssize_t i = 0, at = 0; out && i < n; i++) {
+        PyObject *v = dflt;
+        if (vlens[i] >= 0) {
+            v = PyBytes_FromStringAndSize(buf + at, (Py_ssize_t)vlens[i]);
+            at += vlens[i];
+        } else {
+            Py_INCREF(v);
+        }
+        if (!v) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SetItem(out, i, v);   /* steals */
+    }
+done:
+    if (keys)
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_XDECREF(keys[i]);
+    free(keys);
+    free(klens);
+    free(vlens);
+    free(packed);
+    free(buf);
+    return out;
 }
 
 /* ---- the same reads as methods of Store (mmkv_py_bind): no Python frame between `d[k]`
@@ -356,6 +457,8 @@ static PyMethodDef mmkv_py_methods[] = {
      "put(addr, key, value, store)"},
     {"delete", (PyCFunction)(void (*)(void))mmkv_py_delete, METH_FASTCALL,
      "delete(addr, key, store)"},
+    {"get_many", (PyCFunction)(void (*)(void))mmkv_py_get_many, METH_FASTCALL,
+     "get_many(addr, keys, default, store)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,8 +43,8 @@ if lib.mmkv_py_install() < 0:
 _fast = _sys.modules["mmkv._fast"]
 # get, contains and set are plain CPython functions of the binding (mmkv/_binding.c): one
 # call each, the value copied straight into the bytes object returned
-_fget, _fcontains, _fput, _fdel, _fscan = (_fast.get, _fast.contains, _fast.put, _fast.delete,
-                                          _fast.scan)
+_fget, _fcontains, _fput, _fdel, _fscan, _fmany = (
+    _fast.get, _fast.contains, _fast.put, _fast.delete, _fast.scan, _fast.get_many)
 
 _BUF_LEN = 64 * 1024
 _BATCH = 1024
@@ -547,9 +547,21 @@ class Store(MutableMapping):
     # (issue 11: one call into the core per batch; issue 12: seq, range and watch.  Kept
     # together at the end of the class so the call-boundary work can merge around them.)
 
-    def get_many(self, keys, default=None):
+    def get_many(self, keys, default=None, _fmany=_fmany):
         """The values of keys, in order (default for a missing key), all as of one moment:
         never part of another process's write.  One call into the core."""
+        if type(keys) is not list and type(keys) is not tuple:
+            keys = list(keys)
+        out = _fmany(self._addr, keys, default, self)
+        if type(out) is list:
+            return out
+        if out != _EWAIT:
+            self._fail(out)
+        return self._get_many_waiting(keys, default)
+
+    def _get_many_waiting(self, keys, default):
+        """get_many through cffi, waiting for the lock (a read-only pass found batches being
+        published over and over, so this pass takes the lock)."""
         ks = [k if type(k) is bytes else _bytes(k) for k in keys]
         n = len(ks)
         klens = ffi.new("uint32_t[]", [len(k) for k in ks])
