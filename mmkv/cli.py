@@ -485,12 +485,23 @@ def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)      # unwinds like Ctrl-C: temporary files are removed
 
 
+def _check_url(store: object) -> None:
+    """A malformed Redis URL is a usage error (exit 2), found before anything is opened."""
+    from ._redis_url import is_redis_url, parse
+    if isinstance(store, str) and is_redis_url(store):
+        try:
+            parse(store)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with argv (default sys.argv[1:]); the exit status."""
     args = _parser().parse_args(argv)
     if args.command != "demo" and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        _check_url(getattr(args, "store", None))
         status: int = args.func(args)
         return status
     except KeyboardInterrupt:
