@@ -61,20 +61,50 @@ static int batch_lookup(mmkv_store *s, struct view *v, const char *key, uint32_t
     }
 }
 
+#define BATCH_GROUP 32
+
+/* Hash the next keys of a group and ask for their home slots, so that the probes of the
+ * group find them in the cache (the waits of BATCH_GROUP random reads overlap).  A prefetch
+ * never faults; the descriptor is re-read by each lookup anyway. */
+static void batch_hash_group(struct view *v, const struct batch_ctx *c, const char *key,
+                             size_t i, uint64_t *hashes, size_t count)
+{
+    uint64_t desc = atomic_load_explicit(&view_hdr(v)->table_desc, memory_order_acquire);
+    uint64_t slots = fmt_desc_off(desc) + FMT_TABLE_SLOTS_OFF;
+    uint64_t mask = fmt_desc_sane(desc) ? (1ull << fmt_desc_lg(desc)) - 1 : 0;
+    for (size_t j = 0; j < count; key += c->klens[i + j], j++) {
+        hashes[j] = fmt_siphash13(v->g->sipkey, key, c->klens[i + j]);
+        uint64_t at = slots + (hashes[j] & mask) * 8;
+        if (mask && at + 8 <= v->len)
+            __builtin_prefetch(v->base + at);
+    }
+    /* then the records the home slots name (most keys sit in their home slot) */
+    for (size_t j = 0; mask && j < count; j++) {
+        uint64_t at = slots + (hashes[j] & mask) * 8;
+        if (at + 8 > v->len)
+            continue;
+        uint64_t w = atomic_load_explicit((_Atomic uint64_t *)(v->base + at), memory_order_relaxed);
+        uint64_t off = fmt_slot_off(w);
+        if (w > FMT_TOMB && off + 64 <= v->len)
+            __builtin_prefetch(v->base + off);
+    }
+}
+
 /* One pass over every key: values copied while they fit; MMKV_EBUFSIZE with *need when
  * they do not all fit. */
 static int batch_read_pass(mmkv_store *s, struct view *v, struct batch_ctx *c)
 {
     const char *key = c->data;
-    uint64_t total = 0;
+    uint64_t total = 0, hashes[BATCH_GROUP];
     for (size_t i = 0; i < c->n; key += c->klens[i], i++) {
         const struct fmt_record *r = NULL;
         int rc = 0;
         c->out[i] = -1;
-        if (c->klens[i] <= v->g->max_klen) {
-            uint64_t hash = fmt_siphash13(v->g->sipkey, key, c->klens[i]);
-            rc = batch_lookup(s, v, key, c->klens[i], hash, &r);
-        }
+        if (i % BATCH_GROUP == 0)
+            batch_hash_group(v, c, key, i, hashes,
+                             c->n - i < BATCH_GROUP ? c->n - i : BATCH_GROUP);
+        if (c->klens[i] <= v->g->max_klen)
+            rc = batch_lookup(s, v, key, c->klens[i], hashes[i % BATCH_GROUP], &r);
         if (rc < 0)
             return rc;
         if (rc == 0)
