@@ -12,9 +12,9 @@ import pkgutil
 
 import pytest
 
-import mmkv
-
-PACKAGE_DIR = os.path.dirname(mmkv.__file__)
+# The checkout's package directory (the suite runs on an editable install of it); mmkv is
+# imported only inside the tests, as everywhere in tests/, so collection needs no build.
+PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mmkv")
 MODULES = sorted(f"mmkv.{m.name}" for m in pkgutil.iter_modules([PACKAGE_DIR])
                  if m.name != "__main__")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
