@@ -40,7 +40,7 @@
 #define MMKV_EBUFSIZE    -30008  /* the caller's buffer is too small; *need says how big */
 #define MMKV_EVALUE      -30009  /* incr on a value that is not a decimal int64 */
 #define MMKV_ERANGE      -30010  /* incr result outside int64 */
-#define MMKV_EBUSY       -30011  /* close refused: a thread of this process holds lock() */
+#define MMKV_EBUSY       -30011  /* not inside the caller's lock(): close of its handle, compact */
 #define MMKV_EFULL       -30013  /* the hash table reached its maximum capacity */
 #define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
 #define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */
