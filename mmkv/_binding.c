@@ -291,6 +291,20 @@ static PyObject *mmkv_py_m_contains(PyObject *self, PyObject *const *args, Py_ss
     return PyBool_FromLong(rc);
 }
 
+/* Set each function of defs as an attribute of target: a method descriptor of `owner`
+ * (bound to the instance like a Python method) or, owner NULL, a plain function. */
+static int mmkv_py_add(PyObject *target, PyMethodDef *defs, PyTypeObject *owner)
+{
+    for (PyMethodDef *d = defs; d->ml_name; d++) {
+        PyObject *f = owner ? PyDescr_NewMethod(owner, d) : PyCFunction_NewEx(d, NULL, NULL);
+        int rc = f ? PyObject_SetAttrString(target, d->ml_name, f) : -1;
+        Py_XDECREF(f);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyMethodDef mmkv_py_store_methods[] = {
     {"__getitem__", (PyCFunction)(void (*)(void))mmkv_py_m_getitem, METH_FASTCALL,
      "D[k]: the value of k (bytes), KeyError if absent."},
@@ -313,12 +327,7 @@ int mmkv_py_bind(void)
         Py_DECREF(cls);
         return -1;
     }
-    int rc = 0;
-    for (PyMethodDef *d = mmkv_py_store_methods; d->ml_name && rc == 0; d++) {
-        PyObject *f = PyDescr_NewMethod((PyTypeObject *)cls, d);
-        rc = f ? PyObject_SetAttrString(cls, d->ml_name, f) : -1;
-        Py_XDECREF(f);
-    }
+    int rc = mmkv_py_add(cls, mmkv_py_store_methods, (PyTypeObject *)cls);
     Py_DECREF(cls);
     return rc;
 }
@@ -466,15 +475,5 @@ static PyMethodDef mmkv_py_methods[] = {
 int mmkv_py_install(void)
 {
     PyObject *m = PyImport_AddModule("mmkv._fast");   /* borrowed */
-    if (!m)
-        return -1;
-    for (PyMethodDef *d = mmkv_py_methods; d->ml_name; d++) {
-        PyObject *f = PyCFunction_NewEx(d, NULL, NULL);
-        if (!f || PyObject_SetAttrString(m, d->ml_name, f) < 0) {
-            Py_XDECREF(f);
-            return -1;
-        }
-        Py_DECREF(f);
-    }
-    return 0;
+    return m ? mmkv_py_add(m, mmkv_py_methods, NULL) : -1;
 }

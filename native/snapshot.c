@@ -91,39 +91,59 @@ static int snap_point_unlocked(struct view *v, uint64_t *tail, uint64_t *seq)
 
 /* The moment, for a writable handle: under the mutex (which also finishes a dead holder's
  * write).  Returns 1 if the store moved to another file (the caller switches). */
-static int snap_point_locked(mmkv_store *s, struct view *v, uint64_t *tail, uint64_t *seq)
+static int snap_point_locked(mmkv_store *s, struct view *v, uint64_t *tail, uint64_t *seq,
+                             volatile int *locked)
 {
     int rc = lock_acquire(s, v);
     if (rc < 0)
         return rc;
+    *locked = 1;   /* a fault from here on must still release the mutex (snap_take) */
     struct fmt_header *h = view_hdr(v);
     if (atomic_load(&h->state) != FMT_ACTIVE || atomic_load(&h->compact_tag) != 0)
         rc = compact_resolve(s, v);
     *tail = atomic_load(&h->tail);
     *seq = atomic_load(&h->seq);
     lock_release(v);
+    *locked = 0;
     return rc;
 }
 
-/* One attempt on the pinned gen: 0 done, 1 moved (switch and retry), or an error. */
-static int snap_take(mmkv_snapshot *sn)
+struct snap_take_ctx {
+    mmkv_snapshot *sn;
+    volatile int locked;
+};
+
+static int64_t snap_take_guarded(void *arg)
 {
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0)) {
-        guard_disarm();
-        return MMKV_EFAULT;
-    }
-    guard_arm(&env);
+    struct snap_take_ctx *c = arg;
+    mmkv_snapshot *sn = c->sn;
     struct view v;
     store_view(sn->g, &v);
     uint64_t state = atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire);
     int rc = state != FMT_ACTIVE && store_moved(sn->s, sn->g, state) ? 1 : 0;
     if (rc == 0)
         rc = sn->s->readonly ? snap_point_unlocked(&v, &sn->tail, &sn->seq)
-                             : snap_point_locked(sn->s, &v, &sn->tail, &sn->seq);
+                             : snap_point_locked(sn->s, &v, &sn->tail, &sn->seq, &c->locked);
     if (rc == 0)
         rc = walk_live_at(sn->s, &v, sn->tail, &sn->offs, &sn->n);
-    guard_disarm();
+    return rc;
+}
+
+static int64_t snap_unlock(void *g)
+{
+    struct view v = {.g = g};
+    lock_release(&v);
+    return 0;
+}
+
+/* One attempt on the pinned gen: 0 done, 1 moved (switch and retry), or an error.  A fault
+ * while the mutex is held releases it, so a truncated file never leaves the lock taken. */
+static int snap_take(mmkv_snapshot *sn)
+{
+    struct snap_take_ctx c = {sn, 0};
+    int rc = (int)guard_run(snap_take_guarded, &c);
+    if (rc == MMKV_EFAULT && c.locked)
+        guard_run(snap_unlock, sn->g);
     return rc;
 }
 
@@ -168,6 +188,44 @@ int mmkv_snapshot_begin(mmkv_store *s, mmkv_snapshot **out, uint64_t *seq)
     return 0;
 }
 
+struct snap_next_ctx {
+    mmkv_snapshot *sn;
+    char *buf;
+    size_t cap;
+    uint32_t *klens;
+    uint64_t *offs;
+    size_t max_keys, *n, *need;
+};
+
+static int64_t snap_next_guarded(void *arg)
+{
+    struct snap_next_ctx *c = arg;
+    mmkv_snapshot *sn = c->sn;
+    struct view v;
+    store_view(sn->g, &v);
+    size_t used = 0;
+    while (*c->n < c->max_keys && sn->pos < sn->n) {
+        uint64_t off = sn->offs[sn->pos];
+        const struct fmt_record *r = (const struct fmt_record *)(v.base + off);
+        /* the walk validated these records below the tail; checked again before use */
+        if (off + sizeof(*r) > sn->tail || off + sizeof(*r) + r->klen > sn->tail)
+            return MMKV_ECORRUPT;
+        if (used + r->klen > c->cap) {
+            if (*c->n == 0) {
+                *c->need = r->klen;
+                return MMKV_EBUFSIZE;
+            }
+            break;
+        }
+        memcpy(c->buf + used, r + 1, r->klen);
+        used += r->klen;
+        c->klens[*c->n] = r->klen;
+        c->offs[(*c->n)++] = off;
+        sn->pos++;
+    }
+    return sn->pos >= sn->n ? 1 : 0;
+}
+
 /* Copy the next keys into buf (lengths to klens, record offsets to offs).  1 at the end. */
 int mmkv_snapshot_next(mmkv_snapshot *sn, char *buf, size_t cap, uint32_t *klens, uint64_t *offs,
                        size_t max_keys, size_t *n, size_t *need)
@@ -176,66 +234,46 @@ int mmkv_snapshot_next(mmkv_snapshot *sn, char *buf, size_t cap, uint32_t *klens
     int rc = snap_enter(sn->s);
     if (rc < 0)
         return rc;
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        struct view v;
-        store_view(sn->g, &v);
-        size_t used = 0;
-        while (*n < max_keys && sn->pos < sn->n) {
-            uint64_t off = sn->offs[sn->pos];
-            const struct fmt_record *r = (const struct fmt_record *)(v.base + off);
-            if (used + r->klen > cap) {
-                if (*n == 0) {
-                    *need = r->klen;
-                    rc = MMKV_EBUFSIZE;
-                }
-                break;
-            }
-            memcpy(buf + used, r + 1, r->klen);
-            used += r->klen;
-            klens[*n] = r->klen;
-            offs[(*n)++] = off;
-            sn->pos++;
-        }
-        if (rc == 0)
-            rc = sn->pos >= sn->n ? 1 : 0;
-    } else {
-        rc = MMKV_EFAULT;
-    }
-    guard_disarm();
+    struct snap_next_ctx c = {sn, buf, cap, klens, offs, max_keys, n, need};
+    rc = (int)guard_run(snap_next_guarded, &c);
     snap_leave(sn->s);
     return rc;
 }
 
 /* The value of the snapshot record at off (from mmkv_snapshot_next), checksum verified.
  * Returns its length; larger than cap: nothing copied, retry with a bigger buffer. */
+struct snap_value_ctx {
+    mmkv_snapshot *sn;
+    uint64_t off;
+    char *buf;
+    size_t cap;
+};
+
+static int64_t snap_value_guarded(void *arg)
+{
+    struct snap_value_ctx *c = arg;
+    struct view v;
+    store_view(c->sn->g, &v);
+    uint64_t off = c->off, tail = c->sn->tail;
+    const struct fmt_record *r = (const struct fmt_record *)(v.base + off);
+    if (off < FMT_ARENA_OFF || off + sizeof(*r) > tail || r->type != FMT_PUT ||
+        off + fmt_record_len(r->klen, r->vlen) > tail)
+        return MMKV_ECORRUPT;
+    if (r->vlen > c->cap)
+        return r->vlen;
+    if (fmt_record_crc(r) != r->crc)
+        return MMKV_ECORRUPT;
+    memcpy(c->buf, (const char *)(r + 1) + r->klen, r->vlen);
+    return r->vlen;
+}
+
 int64_t mmkv_snapshot_value(mmkv_snapshot *sn, uint64_t off, char *buf, size_t cap)
 {
     int64_t rc = snap_enter(sn->s);
     if (rc < 0)
         return rc;
-    sigjmp_buf env;
-    if (sigsetjmp(env, 0) == 0) {
-        guard_arm(&env);
-        struct view v;
-        store_view(sn->g, &v);
-        const struct fmt_record *r = (const struct fmt_record *)(v.base + off);
-        if (off < FMT_ARENA_OFF || off + sizeof(*r) > sn->tail || r->type != FMT_PUT ||
-            off + fmt_record_len(r->klen, r->vlen) > sn->tail)
-            rc = MMKV_ECORRUPT;
-        else if (r->vlen > cap)
-            rc = r->vlen;
-        else if (fmt_record_crc(r) != r->crc)
-            rc = MMKV_ECORRUPT;
-        else {
-            memcpy(buf, (const char *)(r + 1) + r->klen, r->vlen);
-            rc = r->vlen;
-        }
-    } else {
-        rc = MMKV_EFAULT;
-    }
-    guard_disarm();
+    struct snap_value_ctx c = {sn, off, buf, cap};
+    rc = guard_run(snap_value_guarded, &c);
     snap_leave(sn->s);
     return rc;
 }
