@@ -150,6 +150,8 @@ int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const 
         memcpy(body + klen, val, vlen);
     memset(body + klen + vlen, 0, rlen - sizeof(*r) - klen - vlen);
     r->crc = fmt_record_crc(r);
+    if (os_write_kill_armed)
+        os_vt.crash_point("write", 0);
 
     h->i_slot_off = c->slot_off;
     h->i_new_w = type == FMT_PUT ? fmt_slot_word(tail, hash) : FMT_TOMB;
