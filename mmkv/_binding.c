@@ -7,10 +7,12 @@
  *   2. Installs the wait hooks of the core (native/wait.c) when the module loads: the core
  *      releases the GIL itself, only around what may block (a contended lock, fdatasync,
  *      growth, compaction).
- *   3. Provides the hot operations (get, contains, set) as plain CPython functions in the
- *      module `mmkv._fast` (mmkv_py_install): one vectorcall, no cffi argument conversion,
- *      and the value copied straight into the bytes object returned, so no buffer exists
- *      that a re-entrant call (a signal handler) could overwrite.
+ *   3. Provides the hot operations in the module `mmkv._fast` (mmkv_py_install): the type
+ *      Handle, the C base of Store, whose type slots are `d[k]`, `k in d`, `d[k] = v`,
+ *      `del d[k]` and `len(d)`; and plain CPython functions (get, put, scan, get_many...)
+ *      for the Python paths.  No cffi argument conversion, and a value is copied straight
+ *      into the bytes object returned, so no buffer exists that a re-entrant call (a
+ *      signal handler) could overwrite.
  * Everything here uses the stable ABI of Python 3.10 (the module is abi3).  Errors other
  * than a missing key go back to the Store's `_fail` (mmkv/_errors.py maps them), and keys
  * or values of a wrong type to its `_coerce`, so messages live in one place.
@@ -30,10 +32,12 @@
 #ifndef METH_FASTCALL
 #define METH_FASTCALL 0x0080
 #endif
+#if !defined(Py_LIMITED_API) || Py_LIMITED_API + 0 < 0x03040000
+PyAPI_FUNC(void *) PyType_GetSlot(PyTypeObject *, int);   /* stable ABI since 3.4 */
+#endif
 
 void mmkv_set_wait_hooks(void *(*release)(void), void (*reacquire)(void *));
 int mmkv_py_install(void);
-int mmkv_py_bind(void);
 
 static void *mmkv_py_release(void)
 {
@@ -243,94 +247,160 @@ done:
     return out;
 }
 
-/* ---- the same reads as methods of Store (mmkv_py_bind): no Python frame between `d[k]`
- * and the core; the handle comes from the instance's `_addr` slot ---- */
+/* ---- mmkv._fast.Handle: the C base class of Store ----
+ *
+ * Store derives from it, so `d[k]`, `k in d`, `d[k] = v`, `del d[k]`, `len(d)` and `d.get`
+ * go from the interpreter's type slots straight into the core: no Python frame, no method
+ * lookup, no attribute read for the handle, which sits in the object itself (`_addr`, set
+ * by Store.__init__).  A write that must wait for the lock (MMKV_EWAIT) or that failed goes
+ * back to the Store's Python `_put_failed` / `_del_failed`, which wait and raise. */
 
-static PyObject *mmkv_py_addr_name;
+typedef struct {
+    PyObject_HEAD
+    mmkv_store *s;
+} mmkv_py_handle;
 
-static mmkv_store *mmkv_py_self(PyObject *self)
+static mmkv_store *mmkv_py_h(PyObject *self)
 {
-    PyObject *a = PyObject_GetAttr(self, mmkv_py_addr_name);
-    if (!a)
-        return NULL;
-    mmkv_store *s = PyLong_AsVoidPtr(a);
-    Py_DECREF(a);
+    mmkv_store *s = ((mmkv_py_handle *)self)->s;
+    if (!s)
+        PyErr_SetString(PyExc_ValueError, "mmkv: this Store was never opened");
     return s;
 }
 
-static PyObject *mmkv_py_m_getitem(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *mmkv_py_h_subscript(PyObject *self, PyObject *key)
 {
-    if (mmkv_py_args(nargs, 1, "__getitem__") < 0)
-        return NULL;
-    mmkv_store *s = mmkv_py_self(self);
-    return s ? mmkv_py_read(s, self, args[0], NULL) : NULL;
+    mmkv_store *s = mmkv_py_h(self);
+    return s ? mmkv_py_read(s, self, key, NULL) : NULL;
 }
 
-static PyObject *mmkv_py_m_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *mmkv_py_h_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 1 && mmkv_py_args(nargs, 2, "get") < 0)
         return NULL;
-    mmkv_store *s = mmkv_py_self(self);
+    mmkv_store *s = mmkv_py_h(self);
     return s ? mmkv_py_read(s, self, args[0], nargs == 2 ? args[1] : Py_None) : NULL;
 }
 
-static PyObject *mmkv_py_m_contains(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static int mmkv_py_h_contains(PyObject *self, PyObject *key)
 {
-    if (mmkv_py_args(nargs, 1, "__contains__") < 0)
-        return NULL;
-    mmkv_store *s = mmkv_py_self(self);
+    mmkv_store *s = mmkv_py_h(self);
     PyObject *owned;
     char *k;
     Py_ssize_t kn;
-    if (!s || mmkv_py_bytes(self, args[0], "key", &owned, &k, &kn) < 0)
-        return NULL;
+    if (!s || mmkv_py_bytes(self, key, "key", &owned, &k, &kn) < 0)
+        return -1;
     int rc = mmkv_contains(s, k, (size_t)kn);
     Py_XDECREF(owned);
-    if (rc < 0)
-        return mmkv_py_fail(self, rc);
-    return PyBool_FromLong(rc);
+    if (rc < 0) {
+        mmkv_py_fail(self, rc);
+        return -1;
+    }
+    return rc;
 }
 
-/* Set each function of defs as an attribute of target: a method descriptor of `owner`
- * (bound to the instance like a Python method) or, owner NULL, a plain function. */
-static int mmkv_py_add(PyObject *target, PyMethodDef *defs, PyTypeObject *owner)
+static Py_ssize_t mmkv_py_h_length(PyObject *self)
 {
-    for (PyMethodDef *d = defs; d->ml_name; d++) {
-        PyObject *f = owner ? PyDescr_NewMethod(owner, d) : PyCFunction_NewEx(d, NULL, NULL);
-        int rc = f ? PyObject_SetAttrString(target, d->ml_name, f) : -1;
-        Py_XDECREF(f);
-        if (rc < 0)
-            return -1;
+    mmkv_store *s = mmkv_py_h(self);
+    if (!s)
+        return -1;
+    int64_t n = mmkv_count(s);
+    if (n < 0) {
+        mmkv_py_fail(self, n);
+        return -1;
     }
+    return (Py_ssize_t)n;
+}
+
+/* What Store's Python side makes of a write the core did not finish: wait and retry
+ * (MMKV_EWAIT) or raise.  0 when it ended well, -1 with the exception set. */
+static int mmkv_py_h_failed(PyObject *self, const char *method, int rc, PyObject *key,
+                            PyObject *value)
+{
+    PyObject *r = value ? PyObject_CallMethod(self, method, "iOO", rc, key, value)
+                        : PyObject_CallMethod(self, method, "iO", rc, key);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
     return 0;
 }
 
-static PyMethodDef mmkv_py_store_methods[] = {
-    {"__getitem__", (PyCFunction)(void (*)(void))mmkv_py_m_getitem, METH_FASTCALL,
-     "D[k]: the value of k (bytes), KeyError if absent."},
-    {"get", (PyCFunction)(void (*)(void))mmkv_py_m_get, METH_FASTCALL,
+static int mmkv_py_h_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
+{
+    mmkv_store *s = mmkv_py_h(self);
+    PyObject *kowned, *vowned = NULL;
+    char *k, *v = NULL;
+    Py_ssize_t kn, vn = 0;
+    if (!s || mmkv_py_bytes(self, key, "key", &kowned, &k, &kn) < 0)
+        return -1;
+    if (value && mmkv_py_bytes(self, value, "value", &vowned, &v, &vn) < 0) {
+        Py_XDECREF(kowned);
+        return -1;
+    }
+    int rc = value ? mmkv_put(s, k, (size_t)kn, v, (size_t)vn) : mmkv_delete(s, k, (size_t)kn);
+    Py_XDECREF(kowned);
+    Py_XDECREF(vowned);
+    if (rc == 0)
+        return 0;
+    return value ? mmkv_py_h_failed(self, "_put_failed", rc, key, value)
+                 : mmkv_py_h_failed(self, "_del_failed", rc, key, NULL);
+}
+
+static PyObject *mmkv_py_h_addr(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromVoidPtr(((mmkv_py_handle *)self)->s);
+}
+
+static int mmkv_py_h_set_addr(PyObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "_addr cannot be deleted");
+        return -1;
+    }
+    void *p = PyLong_AsVoidPtr(value);
+    if (!p && PyErr_Occurred())
+        return -1;
+    ((mmkv_py_handle *)self)->s = p;
+    return 0;
+}
+
+static void mmkv_py_h_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);   /* a heap type's instance holds a reference to it */
+}
+
+static PyMethodDef mmkv_py_h_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))mmkv_py_h_get, METH_FASTCALL,
      "D.get(k[, d]) -> D[k] if k in D, else d (default None)."},
-    {"__contains__", (PyCFunction)(void (*)(void))mmkv_py_m_contains, METH_FASTCALL,
-     "k in D: whether the store holds k."},
     {NULL, NULL, 0, NULL},
 };
 
-/* Make the reads above methods of mmkv._store.Store (called once, after the class exists):
- * method descriptors bind the instance as a Python method would.  0 or -1. */
-int mmkv_py_bind(void)
-{
-    PyObject *m = PyImport_AddModule("mmkv._store");   /* borrowed */
-    PyObject *cls = m ? PyObject_GetAttrString(m, "Store") : NULL;
-    if (!cls)
-        return -1;
-    if (!mmkv_py_addr_name && !(mmkv_py_addr_name = PyUnicode_InternFromString("_addr"))) {
-        Py_DECREF(cls);
-        return -1;
-    }
-    int rc = mmkv_py_add(cls, mmkv_py_store_methods, (PyTypeObject *)cls);
-    Py_DECREF(cls);
-    return rc;
-}
+static PyGetSetDef mmkv_py_h_getset[] = {
+    {"_addr", mmkv_py_h_addr, mmkv_py_h_set_addr, "the core's handle, as an int", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot mmkv_py_h_slots[] = {
+    {Py_tp_doc, (void *)"The C base of mmkv.Store: its reads and writes by key."},
+    {Py_tp_dealloc, mmkv_py_h_dealloc},
+    {Py_tp_methods, mmkv_py_h_methods},
+    {Py_tp_getset, mmkv_py_h_getset},
+    {Py_mp_subscript, mmkv_py_h_subscript},
+    {Py_mp_ass_subscript, mmkv_py_h_ass_subscript},
+    {Py_mp_length, mmkv_py_h_length},
+    {Py_sq_contains, mmkv_py_h_contains},
+    {0, NULL},
+};
+
+static PyType_Spec mmkv_py_h_spec = {
+    "mmkv._fast.Handle", sizeof(mmkv_py_handle), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, mmkv_py_h_slots,
+};
 
 /* contains(addr, key, store) -> bool */
 static PyObject *mmkv_py_contains(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -455,6 +525,19 @@ static PyObject *mmkv_py_scan(PyObject *mod, PyObject *const *args, Py_ssize_t n
                          (unsigned long long)current, (unsigned long long)pos);
 }
 
+/* Set each function of defs as an attribute of module m.  0 or -1. */
+static int mmkv_py_add(PyObject *m, PyMethodDef *defs)
+{
+    for (PyMethodDef *d = defs; d->ml_name; d++) {
+        PyObject *f = PyCFunction_NewEx(d, NULL, NULL);
+        int rc = f ? PyObject_SetAttrString(m, d->ml_name, f) : -1;
+        Py_XDECREF(f);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static PyMethodDef mmkv_py_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))mmkv_py_scan, METH_FASTCALL,
      "scan(iter_addr, desc, pos, end, with_values, max, store)"},
@@ -471,9 +554,15 @@ static PyMethodDef mmkv_py_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* Create the module mmkv._fast (in sys.modules) holding the functions above.  0 or -1. */
+/* Create the module mmkv._fast (in sys.modules) holding the functions above and the type
+ * Handle.  0 or -1. */
 int mmkv_py_install(void)
 {
     PyObject *m = PyImport_AddModule("mmkv._fast");   /* borrowed */
-    return m ? mmkv_py_add(m, mmkv_py_methods, NULL) : -1;
+    if (!m || mmkv_py_add(m, mmkv_py_methods) < 0)
+        return -1;
+    PyObject *t = PyType_FromSpec(&mmkv_py_h_spec);
+    int rc = t ? PyObject_SetAttrString(m, "Handle", t) : -1;
+    Py_XDECREF(t);
+    return rc;
 }

@@ -40,7 +40,7 @@ def _flags():
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(_cdef() + "\nint mmkv_py_install(void);\nint mmkv_py_bind(void);\n")
+ffibuilder.cdef(_cdef() + "\nint mmkv_py_install(void);\n")
 ffibuilder.set_source(
     "mmkv._core",
     _preamble(),

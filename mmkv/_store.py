@@ -143,7 +143,7 @@ class _Values(ValuesView):
             yield value
 
 
-class Store(MutableMapping):
+class Store(_fast.Handle, MutableMapping):
     """A persistent mapping of bytes to bytes in one memory-mapped file (or shared memory).
 
     Every operation is atomic and linearizable across processes; reads take no lock and
@@ -151,7 +151,7 @@ class Store(MutableMapping):
     `len()` is O(1).  Open one with mmkv.open() or mmkv.open_shm().
     """
 
-    __slots__ = ("_h", "_addr", "_path", "_flag", "_shm", "_lock_timeout", "_closed",
+    __slots__ = ("_h", "_path", "_flag", "_shm", "_lock_timeout", "_closed",
                  "_batches", "_reopen", "__weakref__")
 
     def __init__(self, handle, path, flag, shm=False, lock_timeout=None, *, reopen=None):
@@ -199,31 +199,10 @@ class Store(MutableMapping):
         return _bytes(obj, what)
 
     # ---- reads ----
-
-    # the binding's functions as default arguments: a local load instead of a global one on
-    # the hottest paths (a caller never passes them)
-    def __getitem__(self, key, _fget=_fget):
-        return _fget(self._addr, key, self)
-
-    def get(self, key, default=None, _fget=_fget):
-        """D.get(k[, d]) -> D[k] if k in D, else d (default None)."""
-        return _fget(self._addr, key, self, default)
-
-    def __contains__(self, key, _fcontains=_fcontains):
-        return _fcontains(self._addr, key, self)
-
-    def __len__(self):
-        n = lib.mmkv_count(self._h)
-        if n < 0:
-            self._fail(n)
-        return n
+    # d[k], d.get(k), `k in d`, len(d), d[k] = v and del d[k] are the C base class's
+    # (mmkv._fast.Handle, mmkv/_binding.c): the type slots call the core directly.
 
     # ---- writes ----
-
-    def __setitem__(self, key, value, _fput=_fput):
-        rc = _fput(self._addr, key, value, self)
-        if rc is not None:
-            self._put_failed(rc, key, value)
 
     def _put_failed(self, rc, key, value):
         if rc == _EWAIT:
@@ -231,11 +210,6 @@ class Store(MutableMapping):
             rc = self._wait(lib.mmkv_put, (k, len(k), v, len(v)))
         if rc < 0:
             self._fail(rc)
-
-    def __delitem__(self, key, _fdel=_fdel):
-        rc = _fdel(self._addr, key, self)
-        if rc is not None:
-            self._del_failed(rc, key)
 
     def _del_failed(self, rc, key):
         if rc == _EWAIT:
@@ -704,9 +678,3 @@ class _Lock:
         rc = lib.mmkv_unlock(self._store._h)
         if rc < 0:
             self._store._fail(rc)
-
-
-# d[k], d.get(k) and `k in d` become C methods of Store (mmkv/_binding.c, mmkv_py_bind): the
-# same behaviour as the Python definitions above, without a Python frame per call.
-if lib.mmkv_py_bind() < 0:
-    raise ImportError("mmkv: cannot bind the binding's read methods to Store")

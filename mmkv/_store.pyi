@@ -36,7 +36,7 @@ class Store(MutableMapping[bytes, _V], Generic[_V]):
     _shm: bool
     _reopen: tuple[Any, tuple[Any, ...]] | None
     _h: Any                          # the mmkv * (cffi cdata, freed by ffi.gc)
-    _addr: int                       # the handle's address, for the binding's fast calls
+    _addr: int                       # the handle's address (mmkv._fast.Handle's field)
     _lock_timeout: float | None
     _batches: dict[int, list[Any]]   # iteration batches being yielded, by id
 
