@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402  (the workload seed and the machine description)
-
-import mmkv  # noqa: E402
-from mmkv._core import lib  # noqa: E402
+import bench  # the workload seed and the machine description
+import mmkv
+from mmkv._core import lib
 
 
 def _build(directory, n, seed, name):
@@ -41,11 +40,11 @@ def _build(directory, n, seed, name):
     keys = [rng.randbytes(15) for _ in range(n)]
     values = [rng.randbytes(100) for _ in range(n)]
     d = mmkv.open(os.path.join(directory, name), "n")
-    for k, v in zip(keys, values):
+    for k, v in zip(keys, values, strict=True):
         d[k] = v
     shuffled = keys[:]
     rng.shuffle(shuffled)
-    return d, dict(zip(keys, values)), keys, shuffled, values[0]
+    return d, dict(zip(keys, values, strict=True)), keys, shuffled, values[0]
 
 
 def _loops(big, small):
@@ -56,7 +55,7 @@ def _loops(big, small):
     count, h = lib.mmkv_count, d._h
 
     def loop_only():
-        for k in keys:
+        for _k in keys:
             pass
 
     def c_call():
@@ -64,11 +63,11 @@ def _loops(big, small):
             len(k)
 
     def cffi_call():
-        for k in keys:
+        for _k in keys:
             count(h)
 
     def alloc():
-        for k in keys:
+        for _k in keys:
             value[1:]
 
     def dict_get():
@@ -123,8 +122,9 @@ def main(argv=None):
     print(f"\nmmkv over dict (rate):      {summary['dict[k]'] / get:.2f}")
     print(f"memory's share of a get:    {get - small_get:.1f} ns "
           f"(N keys against 1,000 keys)")
-    print(f"a get beyond the floors:    "
-          f"{small_get - summary['C call floor'] - summary['bytes allocation'] + summary['loop only']:.1f} ns "
+    beyond = (small_get - summary["C call floor"] - summary["bytes allocation"]
+              + summary["loop only"])
+    print(f"a get beyond the floors:    {beyond:.1f} ns "
           f"(1,000 keys, less a C call and an allocation)")
     if args.out:
         with open(args.out, "w") as f:
