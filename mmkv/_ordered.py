@@ -14,8 +14,10 @@ one it yielded (a bound, never a position), yields them, and repeats.  A key pre
 the whole iteration is in the index at every refresh and is passed exactly once; a yielded
 key was in the store when the index was refreshed during the iteration.  With values=True
 each chunk's values come from one get_many (one snapshot), and keys deleted meanwhile are
-left out.  Memory: the index holds one bytes object per key (about 40 bytes + the key, plus
-8 for the list slot).  Nothing here is written to the file.
+left out.  Memory: the index holds one bytes object per key (about 40 bytes + the key), 8 bytes for
+its slot in the sorted list and about 30 for its entry in a set beside it (the set answers
+"is this key indexed?" in O(1) while the log is applied, where the sorted list takes a
+bisection: a catch-up per change costs about a third as much with it).  Nothing here is written to the file.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class _Index:
     def __init__(self, store: Store[Any]) -> None:
         self.mutex = threading.RLock()   # threads of one handle share the index
         self.keys: SortedList[bytes] = SortedList()
+        self.present: set[bytes] = set()   # the same keys: membership in O(1) for catch-up
         self.log: Any = None              # the mmkv_log * (cffi cdata), None once closed
         self._finalizer: weakref.finalize[[Any, Any], _Index] | None = None
         self.buf = ffi.new("char[]", _BUF)
@@ -72,7 +75,8 @@ class _Index:
         # the finalizer holds the handle too, so the log is closed before the handle is freed
         self._finalizer = weakref.finalize(self, _close_log, self.log, store._h)
         self.off[0], self.sub[0] = self.pos.end, 0
-        self.keys = SortedList(store)
+        self.present = set(store)
+        self.keys = SortedList(self.present)
         self.refresh(store)
 
     def close(self) -> None:
@@ -108,18 +112,25 @@ class _Index:
             self.off[0], self.sub[0] = self.pos.base_off, 0
 
     def _apply(self, count: int) -> None:
-        keys, data = self.keys, ffi.buffer(self.buf, len(self.buf))
-        add, discard = keys.add, keys.discard
         # struct mmkv_log_item unpacked in one call: seq, type, klen, vlen, data_off
-        for _, kind, klen, _, at in _ITEMS(ffi.buffer(self.items, _ITEM_SIZE * count)):
-            key = data[at:at + klen]
+        items = list(_ITEMS(ffi.buffer(self.items, _ITEM_SIZE * count)))
+        _, _, klen, vlen, at = items[-1]           # the log packs the items in order
+        data = ffi.unpack(self.buf, min(at + klen + vlen, len(self.buf)))   # one bytes object
+        keys, present = self.keys, self.present
+        for _, kind, klen, _, at in items:
             if kind == _PUT:
-                if key not in keys:
-                    add(key)
+                key = data[at:at + klen]
+                if key not in present:
+                    present.add(key)
+                    keys.add(key)
             elif kind == _DEL:
-                discard(key)
+                key = data[at:at + klen]
+                if key in present:
+                    present.discard(key)
+                    keys.remove(key)
             elif kind == _CLEAR:
                 keys.clear()
+                present.clear()
 
 
 def _close_log(log: Any, handle: Any) -> None:
