@@ -59,6 +59,7 @@ from ._redis_url import is_redis_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SALVAGED = 0, 1, 2, 3
 REDIS_VALUE_LIMIT = 512 * 1024 * 1024   # the longest string a Redis server stores
+NEW_STORE_VALUE_LIMIT = 64 * 1024 * 1024   # max_value_len of a store `set -c` creates
 
 
 class Failure(Exception):
@@ -350,6 +351,10 @@ def _read_value(infile: IO[bytes], limit: int) -> bytes:
 def _cmd_set(args: argparse.Namespace) -> int:
     key = _arg_bytes(args.key, args, "KEY")
     value = None if args.value == "-" else _arg_bytes(args.value, args, "VALUE")
+    if value is None and args.create and not is_redis_url(args.store) \
+            and not os.path.lexists(args.store):
+        # read first: a value refused on stdin must not leave a new, empty store behind
+        value = _read_value(sys.stdin.buffer, NEW_STORE_VALUE_LIMIT)
     with mmkv.open(args.store, "c" if args.create else "w") as store:
         if value is None:
             limit = store.stats().get("max_value_len", REDIS_VALUE_LIMIT)

@@ -116,6 +116,25 @@ def test_set_value_from_stdin_past_default_limit_refused_without_memoryerror(tmp
     assert read_store(store) == {}
 
 
+def test_set_create_value_from_endless_stdin_refused_store_not_created(tmp_path):
+    """`mmkv set -c NEW k -` with an endless stdin: refused once it passes the default
+    64 MiB limit of a new store, and NEW does not appear (nothing was changed)."""
+    new = tmp_path / "new.mmkv"
+    r, sent = _feed_until_refused(["set", "-c", new, "k", "-"])
+    text = assert_one_line_error(r)
+    assert "limit" in text and "MemoryError" not in text, text
+    assert sent < 256 * CHUNK, sent
+    assert os.listdir(tmp_path) == []
+
+
+def test_set_create_value_from_stdin_creates_the_store(tmp_path):
+    """`mmkv set -c NEW k -` with a value within the limit: NEW is created holding it."""
+    new = tmp_path / "new.mmkv"
+    r, _ = _feed_until_refused(["set", "-c", new, "k", "-"], fill=b"z", most=1 << 20)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    assert read_store(new) == {b"k": b"z" * (1 << 20)}
+
+
 def test_set_value_from_stdin_within_the_limit_stored(tmp_path):
     """A value on stdin of exactly the store's limit is stored whole."""
     store = make_store(tmp_path / "s.mmkv", {}, max_value_len=1 << 20)
