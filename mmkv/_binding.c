@@ -9,7 +9,8 @@
  *      growth, compaction).
  *   3. Provides the hot operations in the module `mmkv._fast` (mmkv_py_install): the type
  *      Handle, the C base of Store, whose type slots are `d[k]`, `k in d`, `d[k] = v`,
- *      `del d[k]` and `len(d)`; and plain CPython functions (get, put, scan, get_many...)
+ *      `del d[k]` and `len(d)`; and plain CPython functions (get, put, scan, get_many,
+ *      set_many...)
  *      for the Python paths.  No cffi argument conversion, and a value is copied straight
  *      into the bytes object returned, so no buffer exists that a re-entrant call (a
  *      signal handler) could overwrite.
@@ -465,6 +466,87 @@ static PyObject *mmkv_py_delete(PyObject *mod, PyObject *const *args, Py_ssize_t
     return PyLong_FromLong(rc);
 }
 
+/* set_many(addr, keys, values, store) -> None, or the core's error code (MMKV_EWAIT: the
+ * lock is busy and nothing was written; the caller waits on its own path).  keys and
+ * values: lists of the same length, at least one pair; every key and value is converted
+ * (mmkv_py_bytes) before anything is written. */
+static PyObject *mmkv_py_set_many(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (mmkv_py_args(nargs, 4, "set_many") < 0)
+        return NULL;
+    mmkv_store *s = PyLong_AsVoidPtr(args[0]);
+    PyObject *lists[2] = {args[1], args[2]}, *store = args[3], *out = NULL;
+    if (!s)
+        return NULL;
+    Py_ssize_t n = PyList_Size(lists[0]);
+    if (n < 0 || PyList_Size(lists[1]) != n) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "set_many: as many values as keys");
+        return NULL;
+    }
+    PyObject **held = calloc(2 * (size_t)n + 1, sizeof(*held));
+    uint32_t *lens = calloc(2 * (size_t)n + 1, sizeof(*lens));
+    uint32_t *klens = malloc((size_t)n * sizeof(*klens) + 1);
+    uint32_t *vlens = malloc((size_t)n * sizeof(*vlens) + 1);
+    char *data = NULL;
+    size_t total = 0;
+    if (!held || !lens || !klens || !vlens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < 2 * n; i++) {
+        PyObject *item = PyList_GetItem(lists[i % 2], i / 2), *owned;   /* borrowed */
+        char *p;
+        Py_ssize_t len;
+        if (!item)
+            goto done;
+        Py_INCREF(item);   /* _coerce runs Python code, which could change the lists */
+        int rc = mmkv_py_bytes(store, item, i % 2 ? "value" : "key", &owned, &p, &len);
+        if (rc == 0 && !owned) {
+            owned = item;
+            Py_INCREF(owned);
+        }
+        Py_DECREF(item);
+        if (rc < 0)
+            goto done;
+        held[i] = owned;
+        if ((uint64_t)len > UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "key or value too large for this store");
+            goto done;
+        }
+        lens[i] = (uint32_t)len;
+        total += (size_t)len;
+    }
+    data = malloc(total + 1);
+    if (!data) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < 2 * n; at += lens[i], i++) {
+        memcpy(data + at, PyBytes_AsString(held[i]), lens[i]);
+        (i % 2 ? vlens : klens)[i / 2] = lens[i];
+    }
+    int rc = mmkv_set_many(s, data, klens, vlens, (size_t)n);
+    if (rc == 0) {
+        Py_INCREF(Py_None);
+        out = Py_None;
+    } else {
+        out = PyLong_FromLong(rc);
+    }
+done:
+    if (held)
+        for (Py_ssize_t i = 0; i < 2 * n; i++)
+            Py_XDECREF(held[i]);
+    free(held);
+    free(lens);
+    free(klens);
+    free(vlens);
+    free(data);
+    return out;
+}
+
 struct mmkv_py_batch {
     PyObject *list;
 };
@@ -551,6 +633,8 @@ static PyMethodDef mmkv_py_methods[] = {
      "delete(addr, key, store)"},
     {"get_many", (PyCFunction)(void (*)(void))mmkv_py_get_many, METH_FASTCALL,
      "get_many(addr, keys, default, store)"},
+    {"set_many", (PyCFunction)(void (*)(void))mmkv_py_set_many, METH_FASTCALL,
+     "set_many(addr, keys, values, store)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,8 +43,9 @@ if lib.mmkv_py_install() < 0:
 _fast = _sys.modules["mmkv._fast"]
 # get, contains and set are plain CPython functions of the binding (mmkv/_binding.c): one
 # call each, the value copied straight into the bytes object returned
-_fget, _fcontains, _fput, _fdel, _fscan, _fmany = (
-    _fast.get, _fast.contains, _fast.put, _fast.delete, _fast.scan, _fast.get_many)
+_fget, _fcontains, _fput, _fdel, _fscan, _fmany, _fset_many = (
+    _fast.get, _fast.contains, _fast.put, _fast.delete, _fast.scan, _fast.get_many,
+    _fast.set_many)
 
 _BUF_LEN = 64 * 1024
 _BATCH = 1024
@@ -573,6 +574,13 @@ class Store(_fast.Handle, MutableMapping):
             self._set_lists(*_pairs(items))
 
     def _set_lists(self, keys, values):
+        if keys:                  # the binding converts and writes in one call
+            rc = _fset_many(self._addr, keys, values, self)
+            if rc is None:
+                return
+            if rc != _EWAIT:
+                self._fail(rc)
+        # nothing to write, or the lock is busy (nothing was written): wait on this path
         ks = [k if type(k) is bytes else _bytes(k) for k in keys]
         vs = [v if type(v) is bytes else _bytes(v, "value") for v in values]
         if not ks:   # nothing to write; a closed handle still raises

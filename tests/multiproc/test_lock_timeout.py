@@ -190,6 +190,7 @@ def test_lock_timeout_against_other_process_holder_raises_lock_timeout_holding_n
 THREAD_TIMEOUT = HELPERS + r"""
 path = sys.argv[1]
 d = mmkv.open(path, "n")
+d[b"holder-key"] = b"kept"
 w = mmkv.open(path, "w", lock_timeout=0.2)
 held, release_it = threading.Event(), threading.Event()
 
@@ -211,10 +212,25 @@ try:
     raise AssertionError("a write returned while another thread holds the lock")
 except mmkv.LockTimeout:
     pass
-release_it.set()
+try:
+    w.set_many({b"a": b"1", b"b": b"2"})
+    raise AssertionError("set_many returned while another thread holds the lock")
+except mmkv.LockTimeout:
+    pass
+try:
+    del w[b"holder-key"]
+    raise AssertionError("a delete returned while another thread holds the lock")
+except mmkv.LockTimeout:
+    pass
+# without a timeout, set_many waits for the holder and then writes
+waiter = mmkv.open(path, "w")
+threading.Timer(0.3, release_it.set).start()
+waiter.set_many({b"a": b"1", b"b": b"2"})
 t.join(30)
-assert b"k" not in d
+assert b"k" not in d and d[b"a"] == b"1" and d[b"b"] == b"2"
+assert d[b"holder-key"] == b"kept"
 w[b"k"] = b"v"
+waiter.close()
 w.close()
 d.close()
 print("ok")
@@ -222,5 +238,6 @@ print("ok")
 
 
 def test_lock_timeout_against_other_thread_holder_raises_lock_timeout(db_path):
-    """"other threads and processes that write wait" - and the wait is bounded the same way."""
+    """"other threads and processes that write wait" - and the wait is bounded the same way,
+    for a put, a delete and a set_many; without a bound, set_many waits and then writes."""
     assert _script.run(THREAD_TIMEOUT, db_path, timeout=60).strip() == "ok"
