@@ -10,8 +10,7 @@
  *   3. Provides the hot operations in the module `mmkv._fast` (mmkv_py_install): the type
  *      Handle, the C base of Store, whose type slots are `d[k]`, `k in d`, `d[k] = v`,
  *      `del d[k]` and `len(d)`; and plain CPython functions (get, put, scan, get_many,
- *      set_many...)
- *      for the Python paths.  No cffi argument conversion, and a value is copied straight
+ *      set_many...) for the Python paths.  No cffi argument conversion, and a value is copied straight
  *      into the bytes object returned, so no buffer exists that a re-entrant call (a
  *      signal handler) could overwrite.
  * Everything here uses the stable ABI of Python 3.10 (the module is abi3).  Errors other
