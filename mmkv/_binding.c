@@ -148,6 +148,11 @@ static PyObject *mmkv_py_get(PyObject *mod, PyObject *const *args, Py_ssize_t na
     return mmkv_py_read(s, args[2], args[1], nargs == 4 ? args[3] : NULL);
 }
 
+/* Bytes per value get_many expects, from its last call (a hint only: a race on it costs at
+ * most a second pass). */
+#define MMKV_PY_HINT_MAX (1u << 20)
+static size_t mmkv_py_value_hint = 128;
+
 /* get_many(addr, keys, default, store) -> list of values (default where absent), all as of
  * one moment (mmkv_get_many), or the core's error code as an int (MMKV_EWAIT: the caller
  * waits for the lock and asks again).  keys: a list or tuple. */
@@ -202,7 +207,9 @@ static PyObject *mmkv_py_get_many(PyObject *mod, PyObject *const *args, Py_ssize
     }
     for (Py_ssize_t i = 0, at = 0; i < n; at += klens[i], i++)
         memcpy(packed + at, PyBytes_AsString(keys[i]), klens[i]);
-    cap = 64 * 1024;
+    /* sized from the values the last calls returned, so that one pass over the keys
+     * usually suffices (a pass that runs out of room is a whole second pass) */
+    cap = (size_t)n * mmkv_py_value_hint + 4096;
     int rc;
     for (;;) {
         free(buf);
@@ -215,6 +222,13 @@ static PyObject *mmkv_py_get_many(PyObject *mod, PyObject *const *args, Py_ssize
         if (rc != MMKV_EBUFSIZE)
             break;
         cap = need > 2 * cap ? need : 2 * cap;
+    }
+    if (rc == 0 && n > 0) {
+        size_t used = 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            used += vlens[i] > 0 ? (size_t)vlens[i] : 0;
+        size_t hint = used / (size_t)n + 16;
+        mmkv_py_value_hint = hint < MMKV_PY_HINT_MAX ? hint : MMKV_PY_HINT_MAX;
     }
     if (rc < 0) {
         out = PyLong_FromLong(rc);
