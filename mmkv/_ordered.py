@@ -1,4 +1,4 @@
-"""Ordered views: Store.range() over a per-handle sorted index of the store's keys.
+"""Ordered views: Store.range() over a per-process sorted index of the store's keys.
 
 The index is a sortedcontainers.SortedList of keys (bytes sort bytewise), built on the first
 range() call from one batched scan and kept fresh by applying the log from where it last
@@ -8,6 +8,13 @@ saw mid-change (applying a key's newest record is idempotent).  A compaction, by
 process, retires the file: the index finishes its log and goes on at the new file's own
 changes, or rebuilds when changes between the two files were lost.  Table rebuilds do not
 touch the log's records, so they need nothing.
+
+One index per file per process: every handle of the process on the same file (and in the
+same mode, see mmkv_log_file_id) shares it, whichever handle built it.  It is found by the
+number of the file its log is pinned to, re-registered under the new file's number when
+it follows a compaction; a handle whose file the index has not reached yet builds its own.
+The log is read through the handle that built the index; if that handle is closed, the
+next range() rebuilds the index through the handle calling it.
 
 Iteration guarantee: range() refreshes the index, takes the next CHUNK keys after the last
 one it yielded (a bound, never a position), yields them, and repeats.  A key present for
@@ -44,7 +51,8 @@ _MISSING = object()
 _ITEM = struct.Struct("=QIIQQ")   # struct mmkv_log_item
 _ITEMS = _ITEM.iter_unpack
 _ITEM_SIZE = _ITEM.size
-_indexes: dict[int, _Index] = {}   # id(store) -> _Index; dropped with the store
+_by_file: dict[int, _Index] = {}    # the number of the file an index is pinned to -> it
+_by_store: dict[int, _Index] = {}   # id(store) -> the index it uses; dropped with the store
 
 
 class _Index:
@@ -64,6 +72,8 @@ class _Index:
         self.need = ffi.new("size_t *")
         self.pos = ffi.new("struct mmkv_log_pos *")
         self.lagged = ffi.new("int *")
+        self.fid = 0                      # the number it is registered under in _by_file
+        self.users = 0                    # stores whose range() uses it
         self.build(store)
 
     def build(self, store: Store[Any]) -> None:
@@ -75,13 +85,25 @@ class _Index:
         self.log = lgp[0]
         # the finalizer holds the handle too, so the log is closed before the handle is freed
         self._finalizer = weakref.finalize(self, _close_log, self.log, store._h)
+        self._register()
         self.off[0], self.sub[0] = self.pos.end, 0
         self.present = set(store)
         self.keys = SortedList(self.present)
         self.refresh(store)
 
+    def _register(self) -> None:
+        """File this index under the number of the file its log is pinned to now."""
+        if _by_file.get(self.fid) is self:
+            del _by_file[self.fid]
+        self.fid = lib.mmkv_log_pinned_id(self.log) if self.log is not None else 0
+        if self.fid:
+            _by_file.setdefault(self.fid, self)
+
     def close(self) -> None:
         if self._finalizer is not None:
+            if _by_file.get(self.fid) is self:
+                del _by_file[self.fid]
+            self.fid = 0
             self._finalizer()
             self._finalizer = None
             self.log = None
@@ -94,6 +116,9 @@ class _Index:
             if rc == lib.MMKV_EBUFSIZE:
                 self.buf = ffi.new("char[]", max(self.need[0], 2 * len(self.buf)))
                 continue
+            if rc == lib.MMKV_ECLOSED and not store._closed:
+                self.build(store)   # the handle that built it was closed: go on through this one
+                return
             if rc < 0:
                 store._fail(rc)
             count = self.n[0]
@@ -110,6 +135,7 @@ class _Index:
             if self.lagged[0]:
                 self.build(store)
                 return
+            self._register()
             self.off[0], self.sub[0] = self.pos.base_off, 0
 
     def _apply(self, count: int) -> None:
@@ -139,11 +165,31 @@ def _close_log(log: Any, handle: Any) -> None:
 
 
 def _index_for(store: Store[Any]) -> _Index:
-    index = _indexes.get(id(store))
+    """The index store's range() uses: its own from earlier calls, else the one this process
+    keeps for the file it reads now, else a new one."""
+    index = _by_store.get(id(store))
+    if index is not None and index.log is not None:
+        return index
+    fid = lib.mmkv_log_file_id(store._h)
+    if fid < 0:
+        store._fail(fid)
+    shared = _by_file.get(fid)
+    fresh = shared if shared is not None and shared.log is not None else _Index(store)
     if index is None:
-        index = _indexes[id(store)] = _Index(store)
-        weakref.finalize(store, _indexes.pop, id(store), None)
-    return index
+        weakref.finalize(store, _release, id(store))
+    else:
+        index.users -= 1
+    fresh.users += 1
+    _by_store[id(store)] = fresh
+    return fresh
+
+
+def _release(store_id: int) -> None:
+    index = _by_store.pop(store_id, None)
+    if index is not None:
+        index.users -= 1
+        if index.users <= 0:
+            index.close()
 
 
 def _bound(x: Key | None, what: str) -> bytes | None:
@@ -180,6 +226,8 @@ def _walk(store: Store[Any], lo: bytes | None, hi: bytes | None, reverse: bool,
     index = _index_for(store)
     last: bytes | None = None
     while True:
+        if store._closed:          # the shared index may be read through another handle
+            store._fail(lib.MMKV_ECLOSED)
         with index.mutex:
             index.refresh(store)
             if lo is not None and hi is not None and lo >= hi:

@@ -643,8 +643,8 @@ class Store(_fast.Handle, MutableMapping):
         """Keys (or (key, value) pairs with values=True) in bytewise order with
         start <= key < stop, beginning with prefix when given; descending with reverse.
         The iteration guarantee of iter() holds.  After the first call on a handle each call
-        costs O(log n + keys yielded) plus the changes made since, by any process (see
-        mmkv/_ordered.py)."""
+        costs O(log n + keys yielded) plus the changes made since, by any process; the
+        handles of one process on one file share one index (see mmkv/_ordered.py)."""
         from ._ordered import range_of
         return range_of(self, start, stop, prefix, reverse, values)
 

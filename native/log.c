@@ -391,3 +391,22 @@ int64_t mmkv_log_seq(mmkv_store *s)
 {
     return call_read(s, op_seq, NULL);
 }
+
+/* ---- which file: the ordered index is shared by the handles of a process on one file ---- */
+
+static int64_t op_file_id(mmkv_store *s, struct view *v, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return (int64_t)(uintptr_t)v->g;
+}
+
+int64_t mmkv_log_file_id(mmkv_store *s)
+{
+    return call_read(s, op_file_id, NULL);
+}
+
+int64_t mmkv_log_pinned_id(const mmkv_log *lg)
+{
+    return lg ? (int64_t)(uintptr_t)lg->g : 0;
+}

@@ -277,7 +277,10 @@ int64_t mmkv_delete_many(mmkv_store *s, const char *keys, const uint32_t *klens,
  *   100 ms), and returns 0 (a signal also ends the sleep).  It never delays a writer.
  * mmkv_log_repin: move to the file the path names now; *lagged = 1 when changes between
  *   the two files were lost (the new file does not continue the old one's last seq).
- * mmkv_log_seq: the store's change counter (header seq), growing with every write. */
+ * mmkv_log_seq: the store's change counter (header seq), growing with every write.
+ * mmkv_log_file_id: a number naming the file the handle reads now, the same for every
+ *   handle of this process on that file (and mode); mmkv_log_pinned_id: the same for the
+ *   file a log is pinned to.  While the log pins it, no other file gets its number. */
 typedef struct mmkv_log mmkv_log;
 struct mmkv_log_pos {
     uint64_t epoch;
@@ -303,6 +306,8 @@ int mmkv_log_wait(mmkv_log *lg, uint64_t off, uint64_t timeout_ns);
 int mmkv_log_repin(mmkv_log *lg, struct mmkv_log_pos *pos, int *lagged);
 void mmkv_log_close(mmkv_log *lg);
 int64_t mmkv_log_seq(mmkv_store *s);
+int64_t mmkv_log_file_id(mmkv_store *s);
+int64_t mmkv_log_pinned_id(const mmkv_log *lg);
 
 /* Tests: how many FUTEX_WAKE calls this process has made (writers with watchers asleep). */
 uint64_t mmkv_debug_wake_count(void);

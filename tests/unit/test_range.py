@@ -133,3 +133,56 @@ def test_range_on_read_only_handle_works(db, open_store, store_path):
     assert list(ro.range()) == [b"a", b"b"]
     db[b"c"] = b""
     assert list(ro.range(values=True)) == [(b"a", b""), (b"b", b""), (b"c", b"")]
+
+
+def test_range_index_is_shared_by_the_handles_of_a_process_on_one_file(db, open_store,
+                                                                         store_path):
+    """DESIGN.md: ordered views keep a per-process SortedList for a store: two handles on
+    one file use one index, and it follows a compaction without a rebuild."""
+    from mmkv import _ordered
+    db.set_many({b"k%d" % i: b"v" for i in range(20)})
+    other = open_store(store_path)
+    assert list(other.range(prefix=b"k1")) == [b"k1"] + [b"k1%d" % i for i in range(10)]
+    index = _ordered._index_for(db)
+    assert _ordered._index_for(other) is index
+    keys_before = index.keys
+    db.compact()
+    other[b"k99"] = b"x"
+    assert list(db.range(prefix=b"k9")) == [b"k9", b"k99"]
+    assert index.keys is keys_before                  # applied the log, not rebuilt
+    late = open_store(store_path)                     # opened on the compacted file
+    assert _ordered._index_for(late) is index
+    assert list(late.range(prefix=b"k99")) == [b"k99"]
+
+
+def test_range_index_survives_the_handle_that_built_it_being_closed(db, open_store,
+                                                                     store_path):
+    """Every handle keeps its own iteration guarantee whichever handle of the process built
+    the shared index: closing that one leaves the others' range() working and fresh, while
+    range() on the closed one raises mmkv.error."""
+    db.set_many({b"a": b"1", b"b": b"2"})
+    other = open_store(store_path)
+    assert list(db.range()) == [b"a", b"b"]           # db builds the index
+    db.close()
+    other[b"c"] = b"3"
+    assert list(other.range()) == [b"a", b"b", b"c"]
+    assert list(other.range(values=True)) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    with pytest.raises(mmkv.error):
+        list(db.range())
+
+
+def test_range_index_dropped_when_no_handle_uses_it(store_path):
+    """The shared index lives as long as a handle that used it: dropping them frees it."""
+    import gc
+
+    from mmkv import _ordered
+    before = len(_ordered._by_file)
+    d1, d2 = mmkv.open(store_path, "n"), mmkv.open(store_path)
+    d1[b"x"] = b"1"
+    assert list(d1.range()) == list(d2.range()) == [b"x"]
+    assert len(_ordered._by_file) == before + 1
+    d1.close()
+    d2.close()
+    del d1, d2
+    gc.collect()
+    assert len(_ordered._by_file) == before
