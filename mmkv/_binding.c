@@ -433,6 +433,7 @@ static void mmkv_py_h_dealloc(PyObject *self)
 
 static PyMethodDef mmkv_py_h_methods[] = {
     {"get", (PyCFunction)(void (*)(void))mmkv_py_h_get, METH_FASTCALL | METH_KEYWORDS,
+     "get($self, /, key, default=None)\n--\n\n"
      "D.get(k[, d]) -> D[k] if k in D, else d (default None)."},
     {NULL, NULL, 0, NULL},
 };

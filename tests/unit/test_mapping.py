@@ -6,6 +6,7 @@ thing; the `db` fixture runs the structural check after every test.
 
 import array
 import collections.abc
+import inspect
 
 import pytest
 
@@ -160,6 +161,7 @@ def test_get_arguments_by_name_as_mapping_get(filled):
                          ((), {"default": 1})]:
         with pytest.raises(TypeError):
             filled.get(*args, **kwargs)
+    assert list(inspect.signature(mmkv.Store.get).parameters) == ["self", "key", "default"]
 
 
 def test_pop_present_key_returns_and_removes(filled):
