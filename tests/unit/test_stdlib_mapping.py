@@ -20,9 +20,8 @@ import tempfile
 import types
 import unittest
 
-from test import mapping_tests, test_dbm, test_shelve
-
 import mmkv
+from test import mapping_tests, test_dbm, test_shelve
 
 
 class _Stores:
