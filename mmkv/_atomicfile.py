@@ -23,6 +23,14 @@ def temp_beside(path: str, what: str) -> str:
     return os.path.join(head, f".mmkv-{secrets.token_hex(8)}.{what}")
 
 
+def naming_target(e: BaseException, tmp: str, target: str) -> BaseException:
+    """e, if it is an OSError about the temporary file tmp, as the same error about target
+    (the name the caller gave: tmp is an internal name); any other exception as it is."""
+    if isinstance(e, OSError) and e.filename == tmp and isinstance(e.errno, int):
+        return type(e)(e.errno, e.strerror, target)
+    return e
+
+
 def unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -48,8 +56,11 @@ def replacing(path: str, what: str = "new") -> Iterator[IO[bytes]]:
             f.flush()
             os.fsync(f.fileno())    # the data is durable before the name points at it
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         unlink_quietly(tmp)
+        named = naming_target(e, tmp, path)
+        if named is not e:
+            raise named from None
         raise
     fsync_dir(path)
 

@@ -254,6 +254,7 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
         options["max_key_len"] = reader.max_key_len
     if reader.max_value_len is not None:
         options["max_value_len"] = reader.max_value_len
+    given = target
     target = os.path.realpath(target)   # through a symlink: replace the file, keep the link
     tmp = _atomicfile.temp_beside(target, "restore")
     try:
@@ -261,8 +262,11 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
             _fill(store, reader, _input_size(file), progress)
             store.sync()                # every record is durable before the rename
         _atomicfile.install(tmp, target, force)
-    except BaseException:
+    except BaseException as e:
         _atomicfile.unlink_quietly(tmp)
+        named = _atomicfile.naming_target(e, tmp, given)
+        if named is not e:
+            raise named from None
         raise
     return reader.count
 

@@ -32,6 +32,9 @@
 #ifndef METH_FASTCALL
 #define METH_FASTCALL 0x0080
 #endif
+#ifndef METH_KEYWORDS
+#define METH_KEYWORDS 0x0002
+#endif
 #if !defined(Py_LIMITED_API) || Py_LIMITED_API + 0 < 0x03040000
 PyAPI_FUNC(void *) PyType_GetSlot(PyTypeObject *, int);   /* stable ABI since 3.4 */
 #endif
@@ -288,12 +291,52 @@ static PyObject *mmkv_py_h_subscript(PyObject *self, PyObject *key)
     return s ? mmkv_py_read(s, self, key, NULL) : NULL;
 }
 
-static PyObject *mmkv_py_h_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* Arguments of get(key, default=None), as Mapping.get takes them: positional or by name.
+ * 0 with *key and *dflt set, or -1 with TypeError. */
+static int mmkv_py_get_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            PyObject **key, PyObject **dflt)
 {
-    if (nargs != 1 && mmkv_py_args(nargs, 2, "get") < 0)
-        return NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0;
+    PyObject *slot[2] = {nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : Py_None};
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get expected at most 2 arguments, got %zd", nargs + nkw);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GetItem(kwnames, i);   /* borrowed */
+        int at = PyUnicode_CompareWithASCIIString(name, "key") == 0       ? 0
+                 : PyUnicode_CompareWithASCIIString(name, "default") == 0 ? 1
+                                                                          : -1;
+        if (at < 0 || at < nargs) {
+            PyErr_Format(PyExc_TypeError, at < 0 ? "get() got an unexpected keyword argument %R"
+                                                 : "get() got multiple values for argument %R",
+                         name);
+            return -1;
+        }
+        slot[at] = args[nargs + i];
+    }
+    if (!slot[0]) {
+        PyErr_SetString(PyExc_TypeError, "get() missing required argument 'key'");
+        return -1;
+    }
+    *key = slot[0];
+    *dflt = slot[1];
+    return 0;
+}
+
+static PyObject *mmkv_py_h_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *key, *dflt;
+    if (kwnames || nargs < 1 || nargs > 2) {
+        if (mmkv_py_get_args(args, nargs, kwnames, &key, &dflt) < 0)
+            return NULL;
+    } else {
+        key = args[0];
+        dflt = nargs == 2 ? args[1] : Py_None;
+    }
     mmkv_store *s = mmkv_py_h(self);
-    return s ? mmkv_py_read(s, self, args[0], nargs == 2 ? args[1] : Py_None) : NULL;
+    return s ? mmkv_py_read(s, self, key, dflt) : NULL;
 }
 
 static int mmkv_py_h_contains(PyObject *self, PyObject *key)
@@ -389,7 +432,8 @@ static void mmkv_py_h_dealloc(PyObject *self)
 }
 
 static PyMethodDef mmkv_py_h_methods[] = {
-    {"get", (PyCFunction)(void (*)(void))mmkv_py_h_get, METH_FASTCALL,
+    {"get", (PyCFunction)(void (*)(void))mmkv_py_h_get, METH_FASTCALL | METH_KEYWORDS,
+     "get($self, /, key, default=None)\n--\n\n"
      "D.get(k[, d]) -> D[k] if k in D, else d (default None)."},
     {NULL, NULL, 0, NULL},
 };

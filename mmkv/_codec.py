@@ -237,17 +237,8 @@ class CodecStore(CodecLayer, Store[Any]):
 
     __slots__ = ("_codec", "_dumps", "_loads")
 
-    # ---- ordered views (a local store's alone): values decoded the same way ----
-
-    def range(self, start: Key | None = None, stop: Key | None = None, *,
-              prefix: Key | None = None, reverse: bool = False,
-              values: bool = False) -> Iterator[Any]:
-        """As Store.range(); with values=True the values come decoded."""
-        if not values:
-            return super().range(start, stop, prefix=prefix, reverse=reverse)
-        loads = self._loads
-        return ((key, loads(raw)) for key, raw in
-                super().range(start, stop, prefix=prefix, reverse=reverse, values=True))
+    # range(values=True) is Store's: it reads each chunk's values with self.get_many, which
+    # decodes them (decoding again here was a TypeError or a wrong value)
 
 
 def open_shelf(path: str | bytes | PathLike[str] | PathLike[bytes], flag: str = "c",

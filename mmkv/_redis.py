@@ -450,8 +450,8 @@ class RedisStore(MutableMapping[bytes, bytes]):
                           self._options))
 
     def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<mmkv.RedisStore {self.url!r} flag={self._flag!r}{state}>"
+        state = "closed" if self._closed else "open"       # as a local Store's
+        return f"<mmkv.RedisStore {self.url!r} flag={self._flag!r} {state}>"
 
     __hash__ = None  # type: ignore[assignment]  # unhashable, as a dict
 

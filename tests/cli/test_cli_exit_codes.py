@@ -70,6 +70,18 @@ def test_restore_into_missing_directory_one_line_exit1(tmp_path, sample_dump):
     assert_one_line_error(run("restore", "-", tmp_path / "no" / "s.mmkv", input=sample_dump))
 
 
+def test_dump_and_restore_into_missing_directory_message_names_the_path_given(tmp_path,
+                                                                           sample_dump):
+    """"A truncated or altered dump is refused with a clear message and a non-zero exit" and
+    "no command prints a traceback for bad input": an output path in a missing directory is
+    one line naming that path (not the hidden temporary file beside it), exit 1."""
+    store = make_store(tmp_path / "s.mmkv", {b"k": b"v"})
+    for where, args in [("x.jsonl", ["dump", store, "-o"]), ("x.mmkv", ["restore", "-"])]:
+        target = tmp_path / "no" / where
+        line = assert_one_line_error(run(*args, target, input=sample_dump))
+        assert str(target) in line and ".mmkv-" not in line
+
+
 def test_dump_onto_store_itself_refused_store_unchanged(tmp_path):
     path = make_store(tmp_path / "s.mmkv", {b"k": b"v"})
     before = path.read_bytes()

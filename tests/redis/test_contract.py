@@ -309,8 +309,19 @@ def test_repr_names_the_flag_letter_and_closed(opener, flag):
     opener("c")[b"a"] = b"1"
     d = opener(flag)
     assert f"flag={flag!r}" in repr(d) and "closed" not in repr(d)
+    assert repr(d).endswith(" open>")       # the same words on every backend
     d.close()
     assert f"flag={flag!r}" in repr(d) and "closed" in repr(d)
+    assert repr(d).endswith(" closed>")
+
+
+def test_get_default_by_name_on_every_backend(opener):
+    """API.md: the store "behaves like dict" and is a MutableMapping: `get(key, default)`
+    takes its default by position or by name, on every backend."""
+    d = opener()
+    d[b"a"] = b"1"
+    assert d.get(b"a", default=0) == b"1" and d.get(b"z", default=0) == 0
+    assert d.get(key=b"z") is None
 
 
 def test_read_only_handle_writes_raise_mmkv_error(opener):

@@ -105,6 +105,18 @@ def test_codec_value_methods_decode_and_encode(open_store):
     assert (key, value) in [(b"a", [1]), (b"b", {"x": None}), (b"none", None)]
 
 
+def test_codec_range_with_values_yields_each_value_decoded_once(open_store):
+    """API.md: "reads return decoded objects"; d.range(..., values=True) yields "(key, value)
+    pairs": with codec=json each value is decoded once (a list, a str, a dict), in key order."""
+    d = open_store(codec=json)
+    d.update({"a": [1, 2], "b": "text", "c": {"k": None}, "d": 5})
+    assert list(d.range(values=True)) == [(b"a", [1, 2]), (b"b", "text"),
+                                          (b"c", {"k": None}), (b"d", 5)]
+    assert list(d.range(b"b", b"d", reverse=True, values=True)) == [(b"c", {"k": None}),
+                                                                     (b"b", "text")]
+    assert list(d.range(prefix="a")) == [b"a"]
+
+
 def test_codec_compare_and_set_compares_decoded_objects(open_store):
     """API.md: compare_and_set: "expected=None means absent, new=None means delete"."""
     d = open_store(codec=json)

@@ -6,6 +6,7 @@ thing; the `db` fixture runs the structural check after every test.
 
 import array
 import collections.abc
+import inspect
 
 import pytest
 
@@ -145,6 +146,22 @@ def test_get_missing_key_returns_default(filled):
     assert filled.get(b"missing") is None
     sentinel = object()
     assert filled.get(b"missing", sentinel) is sentinel
+
+
+def test_get_arguments_by_name_as_mapping_get(filled):
+    """API.md: "`Store` is a `collections.abc.MutableMapping`": `get(key, default=None)` takes
+    its arguments as `Mapping.get` does, by position or by name; other calls are TypeError."""
+    sentinel = object()
+    assert filled.get(b"missing", default=sentinel) is sentinel
+    assert filled.get(b"beta", default=sentinel) == b"22"
+    assert filled.get(key=b"beta") == b"22"
+    assert filled.get(key=b"missing", default=7) == 7
+    for args, kwargs in [((), {}), ((b"beta", 1, 2), {}), ((b"beta",), {"key": b"beta"}),
+                         ((b"beta", 1), {"default": 2}), ((b"beta",), {"dflt": 1}),
+                         ((), {"default": 1})]:
+        with pytest.raises(TypeError):
+            filled.get(*args, **kwargs)
+    assert list(inspect.signature(mmkv.Store.get).parameters) == ["self", "key", "default"]
 
 
 def test_pop_present_key_returns_and_removes(filled):
