@@ -59,7 +59,7 @@ from ._redis_url import is_redis_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SALVAGED = 0, 1, 2, 3
 REDIS_VALUE_LIMIT = 512 * 1024 * 1024   # the longest string a Redis server stores
-NEW_STORE_VALUE_LIMIT = 64 * 1024 * 1024   # max_value_len of a store `set -c` creates
+NEW_STORE_VALUE_LIMIT = 64 * 1024 * 1024   # max_value_len of a store `set` creates
 
 
 class Failure(Exception):
@@ -351,11 +351,10 @@ def _read_value(infile: IO[bytes], limit: int) -> bytes:
 def _cmd_set(args: argparse.Namespace) -> int:
     key = _arg_bytes(args.key, args, "KEY")
     value = None if args.value == "-" else _arg_bytes(args.value, args, "VALUE")
-    if value is None and args.create and not is_redis_url(args.store) \
-            and not os.path.lexists(args.store):
+    if value is None and not is_redis_url(args.store) and not os.path.lexists(args.store):
         # read first: a value refused on stdin must not leave a new, empty store behind
         value = _read_value(sys.stdin.buffer, NEW_STORE_VALUE_LIMIT)
-    with mmkv.open(args.store, "c" if args.create else "w") as store:
+    with mmkv.open(args.store, "c") as store:     # as mmkv.open: created when missing
         if value is None:
             limit = store.stats().get("max_value_len", REDIS_VALUE_LIMIT)
             value = _read_value(sys.stdin.buffer, limit)
@@ -447,7 +446,8 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("value", metavar="VALUE",
                    help='the value (text; see --hex, --base64), or "-": the raw bytes of '
                         "stdin, up to the store's limit")
-    p.add_argument("-c", "--create", action="store_true", help="create STORE if missing")
+    p.add_argument("-c", "--create", action="store_true",
+                   help="create STORE if missing (the default; kept for old scripts)")
     _encoding_flags(p)
     p.set_defaults(func=_cmd_set)
     p = sub.add_parser("del", help="remove KEY")

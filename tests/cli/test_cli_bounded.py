@@ -116,21 +116,21 @@ def test_set_value_from_stdin_past_default_limit_refused_without_memoryerror(tmp
     assert read_store(store) == {}
 
 
-def test_set_create_value_from_endless_stdin_refused_store_not_created(tmp_path):
-    """`mmkv set -c NEW k -` with an endless stdin: refused once it passes the default
+def test_set_new_store_value_from_endless_stdin_refused_store_not_created(tmp_path):
+    """`mmkv set NEW k -` with an endless stdin: refused once it passes the default
     64 MiB limit of a new store, and NEW does not appear (nothing was changed)."""
     new = tmp_path / "new.mmkv"
-    r, sent = _feed_until_refused(["set", "-c", new, "k", "-"])
+    r, sent = _feed_until_refused(["set", new, "k", "-"])
     text = assert_one_line_error(r)
     assert "limit" in text and "MemoryError" not in text, text
     assert sent < 256 * CHUNK, sent
     assert os.listdir(tmp_path) == []
 
 
-def test_set_create_value_from_stdin_creates_the_store(tmp_path):
-    """`mmkv set -c NEW k -` with a value within the limit: NEW is created holding it."""
+def test_set_new_store_value_from_stdin_creates_the_store(tmp_path):
+    """`mmkv set NEW k -` with a value within the limit: NEW is created holding it."""
     new = tmp_path / "new.mmkv"
-    r, _ = _feed_until_refused(["set", "-c", new, "k", "-"], fill=b"z", most=1 << 20)
+    r, _ = _feed_until_refused(["set", new, "k", "-"], fill=b"z", most=1 << 20)
     assert r.returncode == 0 and r.stderr == b"", r.stderr
     assert read_store(new) == {b"k": b"z" * (1 << 20)}
 

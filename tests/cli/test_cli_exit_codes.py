@@ -37,9 +37,11 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("args", [c for c in COMMANDS if c[0] != "set"],
+                         ids=lambda a: " ".join(a))
 def test_missing_store_one_line_exit1(tmp_path, args):
-    """"a missing or foreign store is a one-line error"."""
+    """"a missing or foreign store is a one-line error" (set creates a missing store, as
+    mmkv.open does)."""
     path = str(tmp_path / "missing.mmkv")
     r = run(*[a.format(path) for a in args])
     assert "missing.mmkv" in assert_one_line_error(r)

@@ -142,9 +142,10 @@ def test_get_missing_key_exit1_one_line(tmp_path):
     assert read_store(store) == {b"a": b"1"}
 
 
-def test_set_missing_store_refused_unless_create(tmp_path):
-    """set needs an existing store; --create makes one."""
-    assert_one_line_error(run("set", tmp_path / "n.mmkv", "k", "v"))
-    assert not (tmp_path / "n.mmkv").exists()
-    ok("set", "--create", tmp_path / "n.mmkv", "k", "v")
+def test_set_missing_store_creates_it_as_mmkv_open_does(tmp_path):
+    """`mmkv set STORE KEY VALUE` on a missing STORE creates it, as mmkv.open's default
+    flag "c" does (and `--create`, kept for old scripts, changes nothing)."""
+    ok("set", tmp_path / "n.mmkv", "k", "v")
     assert read_store(tmp_path / "n.mmkv") == {b"k": b"v"}
+    ok("set", "--create", tmp_path / "m.mmkv", "k", "w")
+    assert read_store(tmp_path / "m.mmkv") == {b"k": b"w"}
