@@ -13,6 +13,7 @@ but no snapshot and no atomic restore (Redis offers neither; that file says what
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -256,6 +257,10 @@ def restore(file: IO[bytes], path: PathArg, *, force: bool = False,
         options["max_value_len"] = reader.max_value_len
     given = target
     target = os.path.realpath(target)   # through a symlink: replace the file, keep the link
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(target).st_nlink > 1:
+            raise error(errno.EMLINK, "the store's file has more than one hard link; "
+                        "replacing it would replace only one of its names", given)
     tmp = _atomicfile.temp_beside(target, "restore")
     try:
         with open_store(tmp, "n", **options) as store:

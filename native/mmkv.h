@@ -45,7 +45,7 @@
 #define MMKV_ENOTLOCKED  -30014  /* unlock without a matching lock on this handle */
 #define MMKV_EINVAL      -30015  /* a bad argument (flag, option value) */
 #define MMKV_EWAIT       -30016  /* the lock is taken: waited one slice, nothing done; call again */
-#define MMKV_ELINKED     -30031  /* compaction refused: the file has more than one hard link */
+#define MMKV_ELINKED     -30031  /* replacing refused (compaction, flag "n"): several hard links */
 
 /* Open flags, as dbm's "r", "w", "c", "n"; OR in MMKV_OPEN_SHM for a shared-memory name. */
 #define MMKV_OPEN_READ    1

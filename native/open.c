@@ -90,6 +90,13 @@ static int open_create_new(const char *path, unsigned mode, const struct mmkv_op
 {
     char tmp[PATH_MAX];
     uint64_t rnd;
+    int old = os_vt.open(path, O_RDONLY, 0);
+    if (old >= 0) {   /* a rename would replace only one of the file's names */
+        int links = os_nlink(old);
+        os_vt.close(old);
+        if (links > 1)
+            return MMKV_ELINKED;
+    }
     os_random(&rnd, sizeof(rnd));
     if (names_tmp_beside(path, "new", rnd, tmp, sizeof(tmp)) < 0)   /* short: fits NAME_MAX */
         return -ENAMETOOLONG;

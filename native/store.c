@@ -654,7 +654,7 @@ const char *mmkv_strerror(int rc)
     case MMKV_ENOTLOCKED: return "the lock is not held by this thread through this handle";
     case MMKV_EINVAL: return "invalid argument";
     case MMKV_EWAIT: return "the store's lock is held elsewhere";
-    case MMKV_ELINKED: return "the store's file has more than one hard link; compaction would replace only one of its names";
+    case MMKV_ELINKED: return "the store's file has more than one hard link; replacing it (compaction, flag \"n\") would replace only one of its names";
     default: return rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error";
     }
 }

@@ -9,6 +9,7 @@ silently: stats()["compaction_error"] holds the last failure's message (or None)
 is retried later."""
 
 import errno
+import io
 import os
 
 import pytest
@@ -118,6 +119,31 @@ def test_hard_linked_compact_raises_and_changes_nothing(tmp_path):
         with mmkv.open(name, "r") as r:
             assert _contents(r) == expected
             r._check()
+
+
+def test_hard_linked_store_not_replaced_by_flag_n_or_restore_force(tmp_path):
+    """"A store with several hard links cannot be replaced by a rename": flag "n" and
+    restore(force=True) raise mmkv.error (EMLINK) and leave both names holding the store."""
+    path, other = tmp_path / "a.mmkv", tmp_path / "b.mmkv"
+    with mmkv.open(path, "n") as d:
+        d[b"k"] = b"v"
+    os.link(path, other)
+    ino = os.stat(path).st_ino
+    with pytest.raises(mmkv.error) as info:
+        mmkv.open(path, "n")
+    assert info.value.errno == errno.EMLINK and "hard link" in str(info.value)
+    dump = io.BytesIO()
+    with mmkv.open(path, "r") as d:
+        mmkv.dump(d, dump)
+    dump.seek(0)
+    with pytest.raises(mmkv.error) as info:
+        mmkv.restore(dump, other, force=True)
+    assert info.value.errno == errno.EMLINK and "hard link" in str(info.value)
+    assert os.stat(path).st_ino == ino == os.stat(other).st_ino
+    for name in (path, other):
+        with mmkv.open(name, "r") as r:
+            assert dict(r.items()) == {b"k": b"v"}
+    assert sorted(os.listdir(tmp_path)) == ["a.mmkv", "b.mmkv"]   # no temporary left
 
 
 def test_hard_linked_never_auto_compacted_error_reported_then_retried(tmp_path):
