@@ -241,6 +241,10 @@ class RedisStore(MutableMapping[bytes, bytes]):
     def pop(self, key: Key, default: bytes | _T) -> bytes | _T: ...
     def pop(self, key: Key, default: object = _MISSING) -> object:
         """Remove key and return its value, atomically; default (or KeyError) if absent."""
+        if self._flag == "r" and key not in self:   # nothing to remove: no write, as dbm
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
         got: list[bytes] | None = self._run("POP", [self._rkey(key)], [])
         if got is None:
             if default is _MISSING:
@@ -266,6 +270,10 @@ class RedisStore(MutableMapping[bytes, bytes]):
             if value is None:
                 raise none_default()
             return value
+        if self._flag == "r":                        # a present key needs no write, as dbm
+            present = self.get(key)
+            if present is not None:
+                return present
         got: list[bytes] = self._run("SETDEFAULT", [rkey], [self._value(default)])
         return got[0]
 

@@ -52,6 +52,7 @@ _BATCH = 1024
 _MISSING = object()
 _EWAIT = lib.MMKV_EWAIT
 _ECLOSED = lib.MMKV_ECLOSED
+_ERDONLY = lib.MMKV_ERDONLY
 # Value buffers: a call pops one and pushes it back once the result is copied out (list
 # pop and append are atomic), so a re-entrant call never shares a buffer with the call it
 # interrupted.  The pool holds as many buffers as calls were ever in flight at once.
@@ -242,6 +243,10 @@ class Store(_fast.Handle, MutableMapping):
                 return ffi.unpack(buf, n)
             if n == lib.MMKV_ENOTFOUND and default is not _MISSING:
                 return default
+            if n == _ERDONLY and k not in self:
+                n = lib.MMKV_ENOTFOUND     # nothing to remove: as dbm, no write is needed
+                if default is not _MISSING:
+                    return default
             if n < 0:
                 self._fail(n, key)
             buf, cap = ffi.new("char[]", n), n
@@ -294,6 +299,10 @@ class Store(_fast.Handle, MutableMapping):
             n = self._write(lib.mmkv_setdefault, k, len(k), d, len(d), buf, cap)
             if 0 <= n <= cap:
                 return ffi.unpack(buf, n)
+            if n == _ERDONLY:              # a present key needs no write: as dbm, its value
+                value = self.get(k, _MISSING)
+                if value is not _MISSING:
+                    return value
             if n < 0:
                 self._fail(n, key)
             buf, cap = ffi.new("char[]", n), n

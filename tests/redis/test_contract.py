@@ -336,6 +336,21 @@ def test_read_only_handle_writes_raise_mmkv_error(opener):
     assert r[b"a"] == b"1" and len(r) == 1
 
 
+def test_read_only_handle_setdefault_present_and_pop_missing_need_no_write(opener):
+    """What changes nothing is no write, as with dbm: on an "r" handle `setdefault` of a
+    present key returns its value, `pop` of a missing key its default (KeyError without);
+    setdefault of a missing key is still a write, refused."""
+    opener("c")[b"a"] = b"1"
+    r = opener("r")
+    assert r.setdefault(b"a", b"2") == b"1"
+    assert r.pop(b"zz", b"d") == b"d"
+    with pytest.raises(KeyError):
+        r.pop(b"zz")
+    with pytest.raises(mmkv.error):
+        r.setdefault(b"new", b"v")
+    assert dict(r.items()) == {b"a": b"1"}
+
+
 def test_pickle_with_codec_reopens_the_store_decoding(opener):
     """API.md: "A Store pickles by path and flag (it reopens the same store in the receiving
     process)"; the codec goes with it (a module by its name)."""

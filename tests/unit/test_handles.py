@@ -188,6 +188,22 @@ def test_read_only_handle_write_raises_error(store_path, open_store, op):
     assert dict(d.items()) == ITEMS
 
 
+def test_read_only_handle_setdefault_present_and_pop_missing_need_no_write(store_path):
+    """What changes nothing is no write: on an `"r"` handle, as on a dbm opened "r",
+    `setdefault` of a present key returns its value and `pop` of a missing key returns the
+    default (KeyError without one); the file is not modified."""
+    make_store(store_path, ITEMS)
+    before = fingerprint(store_path)
+    with mmkv.open(store_path, "r") as d:
+        assert d.setdefault(b"a", b"other") == ITEMS[b"a"]
+        assert d.pop(b"missing", b"dflt") == b"dflt"
+        assert d.pop(b"missing", None) is None
+        with pytest.raises(KeyError):
+            d.pop(b"missing")
+        assert dict(d.items()) == ITEMS
+    assert fingerprint(store_path) == before
+
+
 @pytest.mark.parametrize("op", READ_ONLY_WRITES.values(), ids=READ_ONLY_WRITES.keys())
 def test_read_only_handle_write_leaves_file_unchanged(store_path, op):
     """`"r"` handles ... never modify the file (bytes and mtime)."""
