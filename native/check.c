@@ -216,33 +216,6 @@ static int check_walk_to(struct check *c, uint64_t end)
     return 0;
 }
 
-/* One live slot: its record, tag, hash and reachability, and that it is the key's newest. */
-static void check_slot(struct check *c, const struct table *t, uint64_t i, uint64_t w,
-                       struct report *rp)
-{
-    const struct fmt_record *r;
-    if (table_record(c->s, c->v, w, &r) < 0 || r->type != FMT_PUT || fmt_record_crc(r) != r->crc) {
-        report_add(rp, "slot %llu: points to an invalid record", (unsigned long long)i);
-        return;
-    }
-    c->m.base = c->v->base;
-    if (fmt_siphash13(c->v->g->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
-        report_add(rp, "slot %llu: hash or tag does not match the key", (unsigned long long)i);
-    for (uint64_t j = r->hash & (t->cap - 1); j != i; j = (j + 1) & (t->cap - 1))
-        if (atomic_load(&t->slots[j]) == FMT_EMPTY) {
-            report_add(rp, "slot %llu: unreachable (EMPTY slot on its probe path)", (unsigned long long)i);
-            break;
-        }
-    if (fmt_slot_off(w) >= c->w.off)
-        return;   /* published during the scan, past the walk: judged with its key (check_keys) */
-    uint64_t k = replay_find(&c->m, r);
-    int pending = c->m.offs[k] >= c->p1.window;   /* its key's newest write was in flight at P1 */
-    if (c->m.offs[k] != fmt_slot_off(w) && !pending)
-        report_add(rp, "slot %llu: not the newest record of its key in the log", (unsigned long long)i);
-    else if (c->m.seen[k]++ && !pending)
-        report_add(rp, "slot %llu: key present twice in the table", (unsigned long long)i);
-}
-
 /* A pair of a batch plan, with its place in the plan: re-applying a plan stores its pairs
  * in order, so of two pairs for one slot (only a hostile plan has them) the later wins. */
 struct check_pair {
@@ -292,6 +265,33 @@ static uint64_t check_word(const struct check *c, uint64_t off, _Atomic uint64_t
             hi = mid;
     }
     return lo && c->plan[lo - 1].off == off ? c->plan[lo - 1].w : atomic_load(slot);
+}
+
+/* One live slot: its record, tag, hash and reachability, and that it is the key's newest. */
+static void check_slot(struct check *c, const struct table *t, uint64_t i, uint64_t w,
+                       struct report *rp)
+{
+    const struct fmt_record *r;
+    if (table_record(c->s, c->v, w, &r) < 0 || r->type != FMT_PUT || fmt_record_crc(r) != r->crc) {
+        report_add(rp, "slot %llu: points to an invalid record", (unsigned long long)i);
+        return;
+    }
+    c->m.base = c->v->base;
+    if (fmt_siphash13(c->v->g->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
+        report_add(rp, "slot %llu: hash or tag does not match the key", (unsigned long long)i);
+    for (uint64_t j = r->hash & (t->cap - 1); j != i; j = (j + 1) & (t->cap - 1))
+        if (check_word(c, t->off + FMT_TABLE_SLOTS_OFF + j * 8, &t->slots[j]) == FMT_EMPTY) {
+            report_add(rp, "slot %llu: unreachable (EMPTY slot on its probe path)", (unsigned long long)i);
+            break;
+        }
+    if (fmt_slot_off(w) >= c->w.off)
+        return;   /* published during the scan, past the walk: judged with its key (check_keys) */
+    uint64_t k = replay_find(&c->m, r);
+    int pending = c->m.offs[k] >= c->p1.window;   /* its key's newest write was in flight at P1 */
+    if (c->m.offs[k] != fmt_slot_off(w) && !pending)
+        report_add(rp, "slot %llu: not the newest record of its key in the log", (unsigned long long)i);
+    else if (c->m.seen[k]++ && !pending)
+        report_add(rp, "slot %llu: key present twice in the table", (unsigned long long)i);
 }
 
 static void check_scan(struct check *c, const struct table *t, struct report *rp)
