@@ -66,7 +66,7 @@ WRITERS = {
     """,
 }
 WRITERS["mix"] = "\n".join(
-    "if i %% 5 == %d:\n" % n + textwrap.indent(textwrap.dedent(body), "    ")
+    f"if i % 5 == {n}:\n" + textwrap.indent(textwrap.dedent(body), "    ")
     for n, body in enumerate(WRITERS.values()))
 
 WRITER = """
@@ -162,8 +162,8 @@ def main():
         bad += run(a.writer, a.checks, a.hog, a.stop, rnd)
         total += a.checks
         rnd += 1
-        print("%s: %d false alarms in %d checks (%.0f s)"
-              % (a.writer, bad, total, time.monotonic() - start), flush=True)
+        print(f"{a.writer}: {bad} false alarms in {total} checks"
+              f" ({time.monotonic() - start:.0f} s)", flush=True)
     return 1 if bad else 0
 
 

@@ -23,9 +23,8 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 import mmkv
+import pytest
 
 CHECKS_CLI = 40          # `mmkv check` commands beside each kind of writer
 CHECKS_API = 150         # read-only _check() calls in one checker process, beside each kind

@@ -19,9 +19,8 @@ import struct
 import subprocess
 import sys
 
-import pytest
-
 import mmkv
+import pytest
 
 HDR = {"table_desc": 128, "tail": 136, "file_size": 144, "count": 160, "garbage": 168,
        "table_used": 192, "intent": 256, "i_slot_off": 280, "i_new_w": 288,
