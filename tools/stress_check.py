@@ -4,15 +4,16 @@ process, many times, and print every false alarm it raises (issue 10: "check is 
 false alarm").
 
     .venv/bin/python tools/stress_check.py [--writer KIND] [--checks N] [--seconds S]
-                                           [--hog] [--stop]
+                                           [--hog] [--stop] [--one-cpu]
 
 KIND is one of: busy (the writer of tests/multiproc/test_check_dump_busy.py), overwrite
 (the same few keys again and again), batch (set_many and delete_many), grow (new keys
 only, so the table keeps growing), compact (overwrites big enough for compactions), mix
 (all of them).  --hog adds a process spinning on the CPU, so the writer is preempted more
 often in the middle of a write; --stop freezes the writer with SIGSTOP at random moments
-during the checks (a writer paused between two steps of a write).  Exit 1 if any check
-failed.
+during the checks (a writer paused between two steps of a write); --one-cpu runs every
+process on CPU 0, so the checker runs exactly while the writer is preempted.  Exit 1 if any
+check failed.
 """
 
 import argparse
@@ -156,7 +157,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=60, help="stop after this long")
     ap.add_argument("--hog", action="store_true")
     ap.add_argument("--stop", action="store_true")
+    ap.add_argument("--one-cpu", action="store_true")
     a = ap.parse_args()
+    if a.one_cpu:
+        os.sched_setaffinity(0, {0})     # inherited by every process started below
     start, total, bad, rnd = time.monotonic(), 0, 0, 0
     while time.monotonic() - start < a.seconds:
         bad += run(a.writer, a.checks, a.hog, a.stop, rnd)
