@@ -20,9 +20,15 @@
  * next locker finishes.  The check must report neither as damage.  It works on a *point*: a
  * reading of the header words it compares (tail, seq, table descriptor, counts, intent)
  * taken twice in a row with the same values, with a pending intent applied the way
- * commit_recover would apply it (COMMIT or SWAP: the intent's tail, counts, slot or table;
- * RESERVE: nothing yet, the reserved bytes lie above the tail).  So a live writer between
- * two steps and a dead one look the same: as the write finished.
+ * commit_recover would apply it (COMMIT, SWAP or BATCH: the intent's tail, counts, slot,
+ * table or plan of slots; RESERVE: nothing yet, the reserved bytes lie above the tail).  So
+ * a live writer between two steps and a dead one look the same: as the write finished.
+ * A writer publishes the tail before the slot (or the plan, or the descriptor), so a
+ * writer paused between the two leaves a header whose raw words disagree with the table:
+ * the intent must then be applied, and the question "would the next locker apply it?" is
+ * asked within a mapping as long as the locker's (up to file_size; the writer may have
+ * grown the file since this handle mapped it, and an intent past the mapping would look
+ * invalid, leaving the half-published raw words to be judged as damage).
  *
  *   1. point P1; walk the log up to P1's tail into the replay (the log below a published
  *      tail never changes: that part of the walk needs no retry, and later rounds only walk
@@ -72,16 +78,19 @@ static void report_add(struct report *rp, const char *fmt, ...)
     rp->buf[rp->len] = 0;
 }
 
+#define POINT_WORDS 20
+
 /* The header words a point compares, as read (raw) and as the next locker will leave them. */
 struct point {
-    uint64_t raw[18];
+    uint64_t raw[POINT_WORDS];
     uint64_t tail, seq, desc, count, used, garbage;
     uint64_t window;             /* the tail actually published: a pending record is above it */
     uint64_t slot_off, slot_w;   /* COMMIT: the slot the intent publishes (0: none) */
+    uint64_t plan_off, plan_n;   /* BATCH: the (slot offset, word) pairs it publishes */
     int bad_reserve;             /* a RESERVE intent over bytes of the log: recovery erases them */
 };
 
-static void point_raw(const struct view *v, uint64_t raw[18])
+static void point_raw(const struct view *v, uint64_t raw[POINT_WORDS])
 {
     struct fmt_header *h = view_hdr(v);
     atomic_thread_fence(memory_order_seq_cst);
@@ -96,7 +105,15 @@ static void point_raw(const struct view *v, uint64_t raw[18])
     const volatile uint64_t *f = &h->i_reserve_off;
     for (int i = 0; i < 10; i++)
         raw[8 + i] = f[i];
+    raw[18] = ((const volatile uint64_t *)&h->i_plan_off)[0];
+    raw[19] = ((const volatile uint64_t *)&h->i_plan_count)[0];
     atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* An intent commit_recover finishes (rather than undoes). */
+static int point_pending(uint64_t intent)
+{
+    return intent == FMT_INTENT_COMMIT || intent == FMT_INTENT_SWAP || intent == FMT_INTENT_BATCH;
 }
 
 /* The point from the header as it is now (see point_read for when that is consistent). */
@@ -110,10 +127,9 @@ static void point_derive(const struct view *v, struct point *p)
     p->count = p->raw[4];
     p->used = p->raw[5];
     p->garbage = p->raw[6];
-    p->slot_off = p->slot_w = 0;
+    p->slot_off = p->slot_w = p->plan_off = p->plan_n = 0;
     p->bad_reserve = intent == FMT_INTENT_RESERVE && h->i_reserve_off < p->tail;
-    if ((intent == FMT_INTENT_COMMIT || intent == FMT_INTENT_SWAP) &&
-        commit_intent_applies(v, intent)) {
+    if (point_pending(intent) && commit_intent_applies(v, intent)) {
         p->tail = h->i_new_tail;
         p->seq = h->i_new_seq;
         p->count = h->i_new_count;
@@ -123,6 +139,9 @@ static void point_derive(const struct view *v, struct point *p)
             p->window = h->i_reserve_off;
         if (intent == FMT_INTENT_SWAP) {
             p->desc = h->i_new_desc;
+        } else if (intent == FMT_INTENT_BATCH) {
+            p->plan_off = h->i_plan_off + sizeof(struct fmt_record);
+            p->plan_n = h->i_plan_count;
         } else {
             p->slot_off = h->i_slot_off;
             p->slot_w = h->i_new_w;
@@ -132,12 +151,15 @@ static void point_derive(const struct view *v, struct point *p)
 
 /* A consistent reading of the header with its intent applied: the words read, the point
  * derived from the header, the words read again, until both readings agree (tail and seq
- * only grow, so equal readings mean nothing was published in between). */
-static void point_read(const struct view *v, struct point *p)
+ * only grow, so equal readings mean nothing was published in between).  A pending intent
+ * is judged with the file mapped up to file_size, as the next locker judges it. */
+static void point_read(mmkv_store *s, struct view *v, struct point *p)
 {
-    uint64_t again[18];
+    uint64_t again[POINT_WORDS];
     for (int tries = 0; tries < 100000; tries++) {
         point_raw(v, p->raw);
+        if (point_pending(p->raw[0]) && v->len < p->raw[7])
+            store_extend(s, v, 0);   /* failing, it maps what exists, as a locker's would */
         point_derive(v, p);
         point_raw(v, again);
         if (memcmp(p->raw, again, sizeof(again)) == 0)
@@ -150,6 +172,8 @@ static int point_same(const struct point *a, const struct point *b)
     return memcmp(a->raw, b->raw, sizeof(a->raw)) == 0;
 }
 
+struct check_pair;
+
 /* What one round of the check carries: the replay so far and the round's judgement. */
 struct check {
     mmkv_store *s;
@@ -158,6 +182,8 @@ struct check {
     struct walk w;
     const char *walk_error;      /* the log is damaged at w.off (final) */
     struct point p1, p2;
+    struct check_pair *plan;     /* P1's pending batch plan, sorted by slot offset */
+    uint64_t plan_n;
     int exact;                   /* P1 == P2: no write during the scan */
     uint64_t live, tombs;        /* the table as scanned */
 };
@@ -190,6 +216,57 @@ static int check_walk_to(struct check *c, uint64_t end)
     return 0;
 }
 
+/* A pair of a batch plan, with its place in the plan: re-applying a plan stores its pairs
+ * in order, so of two pairs for one slot (only a hostile plan has them) the later wins. */
+struct check_pair {
+    uint64_t off, idx, w;
+};
+
+static int check_pair_cmp(const void *a, const void *b)
+{
+    const struct check_pair *x = a, *y = b;
+    if (x->off != y->off)
+        return x->off < y->off ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Copy P1's pending batch plan (immutable: written before its intent) and sort it by slot
+ * offset, for check_word. */
+static int check_plan(struct check *c)
+{
+    free(c->plan);
+    c->plan = NULL;
+    c->plan_n = 0;
+    if (!c->p1.plan_n)
+        return 0;
+    c->plan = malloc(c->p1.plan_n * sizeof(*c->plan));
+    if (!c->plan)
+        return -ENOMEM;
+    const uint64_t *pairs = (const uint64_t *)(c->v->base + c->p1.plan_off);
+    for (uint64_t i = 0; i < c->p1.plan_n; i++)
+        c->plan[i] = (struct check_pair){pairs[2 * i], i, pairs[2 * i + 1]};
+    c->plan_n = c->p1.plan_n;
+    qsort(c->plan, c->plan_n, sizeof(*c->plan), check_pair_cmp);
+    return 0;
+}
+
+/* The word of the slot at file offset off as of P1: what a pending COMMIT or batch stores
+ * there, else what the table holds. */
+static uint64_t check_word(const struct check *c, uint64_t off, _Atomic uint64_t *slot)
+{
+    if (c->p1.slot_off == off)
+        return c->p1.slot_w;
+    uint64_t lo = 0, hi = c->plan_n;   /* the first pair past off */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (c->plan[mid].off <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo && c->plan[lo - 1].off == off ? c->plan[lo - 1].w : atomic_load(slot);
+}
+
 /* One live slot: its record, tag, hash and reachability, and that it is the key's newest. */
 static void check_slot(struct check *c, const struct table *t, uint64_t i, uint64_t w,
                        struct report *rp)
@@ -203,7 +280,7 @@ static void check_slot(struct check *c, const struct table *t, uint64_t i, uint6
     if (fmt_siphash13(c->v->g->sipkey, r + 1, r->klen) != r->hash || fmt_slot_tag(w) != fmt_tag(r->hash))
         report_add(rp, "slot %llu: hash or tag does not match the key", (unsigned long long)i);
     for (uint64_t j = r->hash & (t->cap - 1); j != i; j = (j + 1) & (t->cap - 1))
-        if (atomic_load(&t->slots[j]) == FMT_EMPTY) {
+        if (check_word(c, t->off + FMT_TABLE_SLOTS_OFF + j * 8, &t->slots[j]) == FMT_EMPTY) {
             report_add(rp, "slot %llu: unreachable (EMPTY slot on its probe path)", (unsigned long long)i);
             break;
         }
@@ -221,8 +298,7 @@ static void check_scan(struct check *c, const struct table *t, struct report *rp
 {
     c->live = c->tombs = 0;
     for (uint64_t i = 0; i < t->cap; i++) {
-        uint64_t off = t->off + FMT_TABLE_SLOTS_OFF + i * 8;
-        uint64_t w = c->p1.slot_off == off ? c->p1.slot_w : atomic_load(&t->slots[i]);
+        uint64_t w = check_word(c, t->off + FMT_TABLE_SLOTS_OFF + i * 8, &t->slots[i]);
         if (w == FMT_TOMB)
             c->tombs++;
         else if (w != FMT_EMPTY) {
@@ -264,13 +340,15 @@ static void check_keys(struct check *c, struct report *rp, struct mmkv_check_rep
 static int check_round(struct check *c, int last, struct report *rp, struct mmkv_check_report *out)
 {
     struct view *v = c->v;
-    point_read(v, &c->p1);
+    point_read(c->s, v, &c->p1);
     if (c->p1.tail < c->w.off || c->p1.tail < FMT_ARENA_OFF ||
         c->p1.tail > atomic_load(&view_hdr(v)->file_size)) {
         report_add(rp, "tail %llu outside the file", (unsigned long long)c->p1.tail);
         return 0;
     }
     int rc = check_walk_to(c, c->p1.tail);
+    if (rc == 0)
+        rc = check_plan(c);
     if (rc < 0)
         return rc;
     struct table t;
@@ -280,7 +358,7 @@ static int check_round(struct check *c, int last, struct report *rp, struct mmkv
     struct report scan = {rp->buf, rp->cap, rp->len, 0};
     if (table_ok)
         check_scan(c, &t, &scan);
-    point_read(v, &c->p2);
+    point_read(c->s, v, &c->p2);
     if (!c->walk_error && c->p2.tail >= c->w.off && (rc = check_walk_to(c, c->p2.tail)) < 0)
         return rc;
     c->exact = point_same(&c->p1, &c->p2);
@@ -333,6 +411,7 @@ int check_full(mmkv_store *s, struct view *v, char *buf, size_t cap, struct mmkv
             sched_yield();   /* let the writer finish its burst */
     }
     replay_free(&c.m);
+    free(c.plan);
     if (rc < 0)
         return rc;
     out->records = c.w.records;

@@ -73,10 +73,12 @@ static int commit_slot_valid(const struct view *v, const struct fmt_header *h)
 }
 
 static void commit_apply_batch(struct view *v, struct fmt_header *h);
-/* Would commit_recover apply an intent in `state` (COMMIT or SWAP) as the header holds it?
- * Every field comes from the file and is checked; the structural check (recover.c) asks
- * the same question to see a write in progress, or interrupted, as the next locker will
- * finish it. */
+static int commit_batch_valid(const struct view *v, struct fmt_header *h);
+/* Would commit_recover apply an intent in `state` (COMMIT, SWAP or BATCH) as the header
+ * holds it?  Every field comes from the file and is checked; the structural check
+ * (check.c) asks the same question to see a write in progress, or interrupted, as the next
+ * locker will finish it.  The answer depends on v->len: a caller that wants the next
+ * locker's answer maps the file up to file_size first, as a locker does. */
 int commit_intent_applies(const struct view *v, uint64_t state)
 {
     const struct fmt_header *h = (const struct fmt_header *)v->base;
@@ -85,6 +87,8 @@ int commit_intent_applies(const struct view *v, uint64_t state)
         return 0;
     if (state == FMT_INTENT_SWAP)
         return commit_desc_valid(v, h->i_new_desc);
+    if (state == FMT_INTENT_BATCH)
+        return commit_batch_valid(v, (struct fmt_header *)h);
     return state == FMT_INTENT_COMMIT && commit_slot_valid(v, h);
 }
 

@@ -317,7 +317,8 @@ int sparse_allocate_new(int fd, uint64_t toff, uint64_t chunk, uint64_t size);
  * allocate its page (a full disk is then ENOSPC here, never SIGBUS on the store) */
 int sparse_slot_ready(struct view *v, uint64_t slot_off);
 
-/* commit.c: 1 if commit_recover would apply the pending COMMIT/SWAP intent */
+/* commit.c: 1 if commit_recover would apply the pending COMMIT/SWAP/BATCH intent (judged
+ * within v's mapping: map up to file_size first for the next locker's answer) */
 int commit_intent_applies(const struct view *v, uint64_t state);
 
 

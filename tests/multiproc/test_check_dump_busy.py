@@ -8,19 +8,23 @@ one moment, never inside another process's lock() block, and it holds writers up
 longer than one write."
 
 The writers are real processes (python -c); every check and dump is a real `mmkv` command
-or a real read-only handle in another process.  Each test ends with the structural check.
+or a real read-only handle in another process.  One writer is also frozen with SIGSTOP at
+random moments, so that checks meet it between two steps of a write (a batch's slots half
+published, a tail published before its slot), as a preempted writer leaves them.  Each test
+ends with the structural check.
 """
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 
-import pytest
-
 import mmkv
+import pytest
 
 CHECKS_CLI = 40          # `mmkv check` commands beside each kind of writer
 CHECKS_API = 150         # read-only _check() calls in one checker process, beside each kind
@@ -123,6 +127,66 @@ def test_check_beside_writer_always_sound(tmp_path, writer):
     assert lines[0] == "0", f"{lines[0]} of {CHECKS_API} read-only checks failed: {lines[1:]}"
     with mmkv.open(path) as d:
         d._check()
+
+
+PAUSED_WRITER = """
+    import random, sys, mmkv
+    d = mmkv.open(sys.argv[1], initial_capacity=1_000_000)
+    d[b"ready"] = b"1"
+    rng = random.Random(4)
+    while True:
+        keys = [b"b%d" % rng.randrange(200_000) for _ in range(rng.randrange(500, 3000))]
+        if rng.random() < 0.7:
+            d.set_many([(k, b"w" * rng.randrange(60)) for k in keys])
+        else:
+            d.delete_many(keys)
+        for _ in range(rng.randrange(20)):
+            d[b"k%d" % rng.randrange(3000)] = b"v" * rng.randrange(200)
+"""
+
+PAUSES = 300             # SIGSTOPs of the batch writer, each followed by a read-only check
+
+
+def test_check_of_writer_stopped_at_random_always_sound(tmp_path):
+    """A writer of batches and single writes, frozen by SIGSTOP at random moments (often in
+    the middle of publishing a batch's slots): every read-only structural check run while it
+    is frozen, through a fresh handle or one mapped before the file last grew, passes."""
+    path = tmp_path / "paused.mmkv"
+    proc = _spawn(PAUSED_WRITER, path)
+    rng = random.Random(5)
+    failures, pending = [], 0
+    try:
+        _wait_ready(proc, path)
+        with mmkv.open(path, "r") as kept:
+            for i in range(PAUSES):
+                time.sleep(rng.random() * 0.004)
+                os.kill(proc.pid, signal.SIGSTOP)
+                os.waitpid(proc.pid, os.WUNTRACED)      # frozen now, wherever it was
+                try:
+                    pending += _intent(path) != 0
+                    if i % 2:
+                        kept._check()
+                    else:
+                        with mmkv.open(path, "r") as d:
+                            d._check()
+                except mmkv.CorruptError as e:
+                    failures.append(str(e))
+                finally:
+                    os.kill(proc.pid, signal.SIGCONT)
+        assert proc.poll() is None, "the writer died"
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        _stop(proc)
+    assert not failures, f"{len(failures)} of {PAUSES} checks failed: {failures[:3]}"
+    assert pending, f"none of {PAUSES} pauses caught a write in progress"
+    with mmkv.open(path) as d:
+        d._check()
+
+
+def _intent(path):
+    with open(path, "rb") as f:
+        f.seek(256)
+        return int.from_bytes(f.read(8), "little")
 
 
 INVARIANT_WRITER = """
