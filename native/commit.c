@@ -165,6 +165,8 @@ int commit_record(mmkv_store *s, struct view *v, int type, uint64_t hash, const 
     h->i_new_garbage = c->new_garbage + (type == FMT_DEL ? rlen : 0);
     h->i_new_used = c->new_used;
     atomic_store_explicit(&h->intent, FMT_INTENT_COMMIT, memory_order_release);
+    if (os_write_kill_armed)
+        os_vt.crash_point("write", 1);
     commit_recover(v);   /* applies the COMMIT and clears the intent */
     return 0;
 }

@@ -36,9 +36,10 @@ struct os_vtable {
 
 extern struct os_vtable os_vt;
 
-/* Nonzero only when a test set MMKV_TEST_WRITE_KILL=N: the write path then calls
- * crash_point("write", ...) between a record's RESERVE and its COMMIT, and the Nth such write
- * of the process SIGKILLs it there.  Read once at load, so the hot path tests one word. */
+/* Nonzero only when a test set MMKV_TEST_WRITE_KILL=N[:commit]: the write path then calls
+ * crash_point("write", 0) between a record's RESERVE and its COMMIT and ("write", 1) after
+ * the COMMIT intent, and the Nth write of the process SIGKILLs itself at the step asked.
+ * Read once at load, so the hot path tests one word. */
 extern int os_write_kill_armed;
 
 int os_ofd_lock(int fd, int type, uint64_t start, int wait);   /* type: F_RDLCK/F_WRLCK/F_UNLCK */

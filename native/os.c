@@ -276,7 +276,7 @@ static int os_seek_hole_impl(int fd, uint64_t off, uint64_t *out)
 /* Test hooks, kept out of the layers above: MMKV_TEST_<name> set turns a negative control
  * on (a scan that skips CRCs, to show the tests would notice); MMKV_TEST_COMPACT_KILL=N
  * makes the compactor SIGKILL itself at its step N, so a test sees what each step leaves;
- * MMKV_TEST_WRITE_KILL=N kills the Nth record write inside its intent. */
+ * MMKV_TEST_WRITE_KILL=N[:commit] kills the Nth record write inside its intent. */
 static int os_test_flag_impl(const char *name)
 {
     char var[64];
@@ -286,20 +286,25 @@ static int os_test_flag_impl(const char *name)
 
 int os_write_kill_armed;
 static long os_write_kill_at, os_writes_seen;
+static int os_write_kill_step;
 
 __attribute__((constructor)) static void os_test_init(void)
 {
     const char *env = getenv("MMKV_TEST_WRITE_KILL");
     os_write_kill_at = env ? atol(env) : 0;
+    os_write_kill_step = env && strstr(env, ":commit") ? 1 : 0;
     os_write_kill_armed = os_write_kill_at > 0;
 }
 
 /* MMKV_TEST_WRITE_KILL=N: the Nth record write of the process dies between RESERVE and
- * COMMIT, so a test gets a pending intent every time instead of by luck of timing. */
+ * COMMIT (step 0); N:commit: just after its COMMIT intent is stored (step 1), before it is
+ * applied.  A test then gets that pending intent every time, not by luck of timing. */
 static void os_crash_point_impl(const char *site, int step)
 {
     if (strcmp(site, "write") == 0) {
-        if (++os_writes_seen == os_write_kill_at)
+        if (step == 0)
+            os_writes_seen++;
+        if (os_writes_seen == os_write_kill_at && step == os_write_kill_step)
             kill(getpid(), SIGKILL);
         return;
     }

@@ -51,10 +51,18 @@ static void snap_leave(mmkv_store *s)
     atomic_fetch_sub(&s->inflight, 1);
 }
 
-/* One look, for a read-only handle: see the top.  0, or -EAGAIN while a writer is busy. */
-static int snap_look(struct view *v, uint64_t *tail, uint64_t *seq)
+/* One look, for a read-only handle: see the top.  0, or -EAGAIN while a writer is busy.
+ * A pending intent is judged with the file mapped up to file_size, as the next locker
+ * judges it (a dead holder's write past this handle's older mapping still counts). */
+static int snap_look(mmkv_store *s, struct view *v, uint64_t *tail, uint64_t *seq)
 {
     struct fmt_header *h = view_hdr(v);
+    uint64_t pending = atomic_load(&h->intent);
+    if ((pending == FMT_INTENT_COMMIT || pending == FMT_INTENT_SWAP) &&
+        v->len < atomic_load(&h->file_size)) {
+        store_extend(s, v, 0);   /* failing, it maps what exists, as a locker's would */
+        h = view_hdr(v);
+    }
     const _Atomic uint32_t *word =
         (const _Atomic uint32_t *)(v->base + FMT_LOCK_OFF + offsetof(struct fmt_lockpage, mutex));
     uint32_t a = atomic_load(word);
@@ -78,11 +86,11 @@ static int snap_look(struct view *v, uint64_t *tail, uint64_t *seq)
  * SNAP_SPIN_NS before giving up (-EAGAIN; the caller sleeps and calls again). */
 #define SNAP_SPIN_NS 3000000ull
 
-static int snap_point_unlocked(struct view *v, uint64_t *tail, uint64_t *seq)
+static int snap_point_unlocked(mmkv_store *s, struct view *v, uint64_t *tail, uint64_t *seq)
 {
     uint64_t deadline = os_now_ns() + SNAP_SPIN_NS;
     for (unsigned i = 0;; i++) {
-        if (snap_look(v, tail, seq) == 0)
+        if (snap_look(s, v, tail, seq) == 0)
             return 0;
         if ((i & 255) == 255 && os_now_ns() > deadline)
             return -EAGAIN;
@@ -122,7 +130,7 @@ static int64_t snap_take_guarded(void *arg)
     uint64_t state = atomic_load_explicit(&view_hdr(&v)->state, memory_order_acquire);
     int rc = state != FMT_ACTIVE && store_moved(sn->s, sn->g, state) ? 1 : 0;
     if (rc == 0)
-        rc = sn->s->readonly ? snap_point_unlocked(&v, &sn->tail, &sn->seq)
+        rc = sn->s->readonly ? snap_point_unlocked(sn->s, &v, &sn->tail, &sn->seq)
                              : snap_point_locked(sn->s, &v, &sn->tail, &sn->seq, &c->locked);
     if (rc == 0)
         rc = walk_live_at(sn->s, &v, sn->tail, &sn->offs, &sn->n);
