@@ -35,7 +35,7 @@ except ImportError as exc:                      # pragma: no cover - depends on 
 from . import _redis_scripts as lua
 from ._codec import Codec, CodecLayer, codec_from_ref, codec_ref
 from ._facade import Items, Values, as_bytes, check_delta, check_flag, none_default, unseen
-from ._redis_errors import closed, read_only, remote
+from ._redis_errors import closed, not_found, read_only, remote
 from ._redis_url import RedisURL, parse
 
 if TYPE_CHECKING:
@@ -101,8 +101,19 @@ class RedisStore(MutableMapping[bytes, bytes]):
         self._client: Any = self._connect()
         self._scripts: dict[str, Any] = {name: self._client.register_script(getattr(lua, name))
                                          for name in _SCRIPTS}
-        with remote(self.url, False):
+        with remote(self.url, flag in ("c", "n")):
             self._client.ping()
+            # a namespace is a store once created ("c", "n"), empty or not, as a file is;
+            # "r" and "w" on one never created are NotFoundError, as for a missing file
+            if flag in ("c", "n"):
+                self._client.set(self._base + b"store", b"1", nx=True)
+                created = True
+            else:
+                created = bool(self._client.exists(self._base + b"store"))
+        if not created:
+            self._closed = True
+            self._client.close()
+            raise not_found(self.url)
         if flag == "n":
             self.clear()
 

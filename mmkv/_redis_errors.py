@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from redis import exceptions as rx
 
-from ._errors import LockTimeout, OutcomeUnknown, WatchLagged, error
+from ._errors import LockTimeout, NotFoundError, OutcomeUnknown, WatchLagged, error
 
 NOT_INTEGER = "mmkv-not-an-integer"
 _LOST = (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.MasterDownError,
@@ -74,6 +74,12 @@ def remote(url: str, write: bool) -> Iterator[None]:
 def closed(url: str) -> error:
     """An operation on a closed handle."""
     return error(errno.EBADF, "operation on a closed mmkv store", url)
+
+
+def not_found(url: str) -> NotFoundError:
+    """Flag "r" or "w" on a namespace that was never created (no store marker)."""
+    return NotFoundError(errno.ENOENT, "no mmkv store in this namespace (open it with flag "
+                                       "'c' or 'n' to create one)", url)
 
 
 def read_only(url: str) -> error:

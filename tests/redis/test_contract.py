@@ -303,6 +303,18 @@ def test_with_closes_on_exit(opener):
         d[b"a"]
 
 
+@pytest.mark.parametrize("flag", ["r", "w"])
+def test_missing_store_r_w_raise_notfounderror_then_c_creates(opener, flag):
+    """API.md: "A missing store with "r" or "w": an exception that is an instance of both
+    mmkv.error and FileNotFoundError"; once created ("c"), even empty, it opens."""
+    with pytest.raises(mmkv.NotFoundError) as info:
+        opener(flag)
+    assert isinstance(info.value, mmkv.error) and isinstance(info.value, FileNotFoundError)
+    opener("c").close()
+    d = opener(flag)
+    assert len(d) == 0 and list(d) == []
+
+
 @pytest.mark.parametrize("flag", ["c", "w", "r"])
 def test_repr_names_the_flag_letter_and_closed(opener, flag):
     """API.md: "repr(d) names the path, the flag letter and whether the handle is closed"."""

@@ -124,10 +124,18 @@ def test_dump_redis_to_output_file_equals_stdout(tmp_path, url):
 
 def test_dump_empty_namespace_restores_empty_local_store(tmp_path, url):
     """An empty namespace dumps as a header and a trailer; restored, an empty store."""
+    mmkv.open(url, "c").close()
     data = ok("dump", url)
     assert len(data.splitlines()) == 2
     ok("restore", "-", tmp_path / "e.mmkv", input=data)
     assert contents(tmp_path / "e.mmkv") == {}
+
+
+def test_dump_never_created_namespace_is_a_missing_store(url):
+    """A namespace no one created is a missing store, as a missing file: one line, exit 1."""
+    r = run("dump", url)
+    assert r.returncode == 1 and b"no mmkv store" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_dump_redis_codec_store_writes_the_stored_bytes(url):
