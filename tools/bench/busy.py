@@ -188,6 +188,23 @@ def run_store(name: str, w: bench.Workload, where: Path, budget_ns: int, rnd: in
     return out
 
 
+def run_rounds(names: list[str], w: bench.Workload, work: Path, budget_ns: int, repeat: int,
+               warmup: int, log: Callable[[str], None]) -> list[dict]:
+    """Warm-up rounds, then `repeat` rounds, every store once per round in rotated order
+    (peers.py runs this too, as its "busy" figure)."""
+    samples: list[dict] = []
+    for rnd in range(-warmup, repeat):
+        shift = rnd % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            got = run_store(name, w, work / f"r{rnd + warmup}-{name}", budget_ns, rnd)
+            log(f"  {'warm-up' if rnd < 0 else f'round {rnd + 1}/{repeat}'}"
+                f" {name:<6} {time.perf_counter() - start:6.2f} s")
+            if rnd >= 0:
+                samples.extend(got)
+    return samples
+
+
 def summarise(samples: list[dict]) -> list[dict]:
     rows: dict[tuple, dict] = {}
     for s in samples:
@@ -247,23 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda message: print(message, file=sys.stderr, flush=True)
     w = bench.make_workload(args.n, args.seed)
     budget_ns = int(args.budget * 1e9)
-    samples: list[dict] = []
     base = bench.choose_directory(args.dir)
     with tempfile.TemporaryDirectory(prefix="mmkv-busy-", dir=base) as work:
         info = bench.machine_info(Path(work))
         info["switch_interval_s"] = sys.getswitchinterval()
         bench.warn_if_busy(log)
         info["load_average_start"] = os.getloadavg()
-        for rnd in range(-args.warmup, args.repeat):
-            shift = rnd % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.perf_counter()
-                got = run_store(name, w, Path(work) / f"r{rnd + args.warmup}-{name}",
-                                budget_ns, rnd)
-                log(f"  {'warm-up' if rnd < 0 else f'round {rnd + 1}/{args.repeat}'}"
-                    f" {name:<6} {time.perf_counter() - start:6.2f} s")
-                if rnd >= 0:
-                    samples.extend(got)
+        samples = run_rounds(names, w, Path(work), budget_ns, args.repeat, args.warmup, log)
         info["load_average_end"] = os.getloadavg()
     rows = summarise(samples)
     table = ratios(rows)

@@ -3,9 +3,11 @@
 Keeps bench.py's method (fixed-seed workload, warm-up round, stores interleaved and rotated,
 medians, every timed loop checked outside its timer) and imports its helpers.  Adds peers:
 multiprocessing.Manager().dict(), Redis (a redis-server started here), dbm, diskcache,
-sqlitedict, UltraDict, and mmkv in shared memory; then durable puts, reopen of a large store,
-get cost against store size, file size against lmdb, 2 reader processes against 1, and batch
-gets when the build has them.  The written method is in README.md beside this file.
+sqlitedict, UltraDict, rocksdict, and mmkv in shared memory; then durable puts, reopen of a
+large store, get cost against store size, file size against lmdb, 2 reader processes against 1,
+batch gets when the build has them, value sizes of 10 B to 1 MiB, and busy.py's busy-thread
+workloads.  A store whose package is missing is skipped with a note.  The written method is in
+README.md beside this file.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bench
+import busy
 from bench import (OPS, WRITE_OPS, Step, Store, Workload, check_lmdb, check_map, close_quietly,
                    expect, human, lmdb_files, lmdb_opener, lmdb_steps, make_workload,
                    map_steps, mmkv_files, mmkv_opener, run_round, summarise)
@@ -43,6 +46,11 @@ SCALE_SIZES = (100_000, 1_000_000, 10_000_000)
 SCALE_GETS = 100_000                        # gets timed at every store size
 SCALE_FREE_BYTES = 10 << 30                 # below this much free disk, 10M keys is skipped
 REOPEN_KEYS = 1_000_000
+VALUE_SIZES = (10, 1 << 10, 1 << 20)         # bytes per value in the "values" figure
+VALUE_NS = (100_000, 100_000, 1_000)          # keys per round at each of those sizes
+VALUE_POOL_BYTES = 64 << 20                   # distinct values made per size (then reused)
+VALUE_OPS = ("insert", "get", "overwrite")
+VALUE_STORES = ("dict", "mmkv", "mmkv-shm", "lmdb", "rocksdict")
 KEY_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC8  # odd: i -> i * KEY_MULT mod 2**120 is a bijection
 _names = itertools.count()
 
@@ -143,6 +151,30 @@ def sqlitedict_store(autocommit: bool) -> Store:
                  close_quietly, steps, check_map, lambda where: sorted(where.glob("sd.sqlite*")))
 
 
+class RdictView:
+    """Just enough of a mapping over an Rdict for check_map (an Rdict has no len())."""
+
+    def __init__(self, d) -> None:
+        self.d = d
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.d.keys())
+
+    def get(self, key: bytes):
+        return self.d.get(key)
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return self.d[key]
+
+
+def rocksdict_store() -> Store:
+    from rocksdict import Rdict
+    return Store("rocksdict", lambda where: Rdict(str(where / "rocksdict")), close_quietly,
+                 map_steps("rocksdict"),
+                 lambda d, w, op, result: check_map(RdictView(d), w, op, result),
+                 lambda where: sorted((where / "rocksdict").glob("*")))
+
+
 def ultradict_store() -> Store:
     import atomics  # noqa: F401  (shared_lock=True needs it)
     from UltraDict import UltraDict
@@ -208,14 +240,18 @@ class RedisView:
         return value
 
 
+class Unavailable(Exception):
+    """A peer that this machine cannot run (a program is missing): skipped with a note."""
+
+
 class RedisServer:
     """A throwaway redis-server on a free loopback port, no persistence, in its own dir."""
 
     def __init__(self, where: Path) -> None:
+        import redis  # noqa: F401  (ImportError here, before a server is started)
         binary = shutil.which("redis-server")
         if binary is None:
-            raise SystemExit("peers: redis-server is not on PATH; install it, or leave redis"
-                             " out with --stores")
+            raise Unavailable("redis-server is not on PATH")
         self.where = where
         where.mkdir()
         with socket.socket() as probe:
@@ -282,6 +318,7 @@ def catalogue(redis_server: Callable[[], RedisServer]) -> dict[str, tuple[Callab
                                lmdb_steps("lmdb sync=False", one_txn_label="lmdb 1 read txn"),
                                check_lmdb, lmdb_files), "full"),
         "ultradict": (ultradict_store, "full"),
+        "rocksdict": (rocksdict_store, "full"),
         "diskcache": (diskcache_store, "full"),
         "sqlitedict": (lambda: sqlitedict_store(autocommit=False), "full"),
         "dbm": (dbm_store, "slow" if dbm_module().__name__ == "dbm.dumb" else "full"),
@@ -308,11 +345,9 @@ def build_stores(names: list[str], redis_server) -> tuple[list[Store], dict[str,
         factory, group = known[name]
         try:
             store = factory()
-        except ImportError as error:
-            if name != "ultradict":
-                raise SystemExit(f"peers: {name} needs a package: {error}; pip install -e"
-                                 " '.[bench]', or leave it out with --stores") from error
-            notes.append(f"{name} skipped: cannot import it ({error})")
+        except (ImportError, Unavailable) as error:
+            hint = " (pip install -e '.[bench]')" if isinstance(error, ImportError) else ""
+            notes.append(f"{name} skipped: {error}{hint}")
             log(f"peers: note: {notes[-1]}")
             continue
         stores.append(store)
@@ -432,8 +467,8 @@ class LmdbGets:
 
 
 def figure_scale(workdir: Path, seed: int, passes: int, sizes=SCALE_SIZES) -> dict:
-    """ns per get of the same number of random present keys, at each store size, for mmkv
-    and (as a reference for what the machine's caches do) lmdb."""
+    """ns per get of the same number of random present keys, at each store size, for mmkv,
+    dict and lmdb (the last two as references for what the machine's caches do)."""
     import mmkv
     result: dict[str, Any] = {"gets_per_pass": SCALE_GETS, "passes": passes, "sizes": {}}
     for n in sizes:
@@ -455,6 +490,13 @@ def figure_scale(workdir: Path, seed: int, passes: int, sizes=SCALE_SIZES) -> di
         entry["mmkv"] = {"ns_per_get": ns, "median_ns": statistics.median(ns),
                          "file_bytes": path.stat().st_size}
         path.unlink()
+        plain = {scaled_key(i): pool[i & 255] for i in range(n)}
+        expect(len(plain) == n and all(plain[scaled_key(i)] == pool[i & 255]
+                                       for i in picks[:1000]), "wrong dict")
+        ns = time_gets(plain, keys, passes)
+        entry["dict"] = {"ns_per_get": ns, "median_ns": statistics.median(ns)}
+        del plain
+        gc.collect()
         path = workdir / f"scale-{n}-lmdb"
         fill_large_lmdb(path, n, pool)
         d = LmdbGets(path)
@@ -466,13 +508,14 @@ def figure_scale(workdir: Path, seed: int, passes: int, sizes=SCALE_SIZES) -> di
         shutil.rmtree(path)
         result["sizes"][str(n)] = entry
         log(f"  scale n={n:<9} mmkv {entry['mmkv']['median_ns']:6.0f} ns/get"
-            f" ({entry['mmkv']['file_bytes'] / 2**20:.0f} MiB), lmdb"
+            f" ({entry['mmkv']['file_bytes'] / 2**20:.0f} MiB),"
+            f" dict {entry['dict']['median_ns']:6.0f} ns/get, lmdb"
             f" {entry['lmdb']['median_ns']:6.0f} ns/get"
             f" ({entry['lmdb']['file_bytes'] / 2**20:.0f} MiB)"
             f"  ({time.perf_counter() - started:.1f} s)")
     base = result["sizes"].get(str(sizes[0]), {})
     for entry in result["sizes"].values():
-        for kind in ("mmkv", "lmdb"):
+        for kind in ("mmkv", "dict", "lmdb"):
             if kind in entry and kind in base:
                 entry[kind]["cost_vs_base"] = entry[kind]["median_ns"] / base[kind]["median_ns"]
     return result
@@ -656,6 +699,103 @@ def figure_get_many(workdir: Path, w: Workload, passes: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- value sizes
+
+def sized_workload(n: int, size: int, seed: int) -> Workload:
+    """n distinct 15-byte keys with values of `size` bytes.  The values cycle through a pool
+    of distinct random ones (as many as fit in VALUE_POOL_BYTES, at least 16), and the
+    overwrites through a second pool, so 1,000 values of 1 MiB take 64 MiB, not 1 GiB."""
+    rng = random.Random(seed)
+    keys = bench.unique_random_bytes(rng, n, bench.KEY_LEN)
+    count = min(n, max(16, VALUE_POOL_BYTES // size))
+    pool = [rng.randbytes(size) for _ in range(count)]
+    fresh = [rng.randbytes(size) for _ in range(count)]
+    order = bench.shuffled(rng, list(range(n)))
+    return Workload(n=n, pairs=[(k, pool[i % count]) for i, k in enumerate(keys)],
+                    read_order=bench.shuffled(rng, keys), absent=[],
+                    overwrite_pairs=[(keys[i], fresh[i % count]) for i in order],
+                    delete_order=[],
+                    sample=sorted(rng.sample(range(n), min(n, bench.SAMPLE_COUNT))))
+
+
+def value_stores() -> tuple[list[Store], list[str]]:
+    """VALUE_STORES with only their insert, get and overwrite steps (lmdb: txn per op)."""
+    known = catalogue(lambda: None)             # none of these needs the Redis server
+    stores, notes = [], []
+    for name in VALUE_STORES:
+        try:
+            store = known[name][0]()
+        except ImportError as error:
+            notes.append(f"values: {name} skipped: {error} (pip install -e '.[bench]')")
+            log(f"peers: note: {notes[-1]}")
+            continue
+        first = store.steps[0].label
+        steps = [s for s in store.steps if s.op in VALUE_OPS and s.label == first]
+        stores.append(Store(store.name, store.opener, store.closer, steps, store.check,
+                            store.files))
+    return stores, notes
+
+
+def figure_values(workdir: Path, seed: int, sizes: list[int], counts: list[int], repeat: int,
+                  warmup: int) -> dict:
+    """insert, get and overwrite at each value size, bench.py's rounds (fresh store, checks,
+    rotation), N scaled down for the large values; ops/s, MB/s of values, mmkv over each."""
+    stores, notes = value_stores()
+    out: dict[str, Any] = {"stores": [s.name for s in stores], "ops": list(VALUE_OPS),
+                           "repeat": repeat, "warmup": warmup, "notes": notes, "sizes": {}}
+    for size, n in zip(sizes, counts, strict=True):
+        started = time.perf_counter()
+        w = sized_workload(n, size, seed + size)
+        where = workdir / f"values-{size}"
+        where.mkdir()
+        samples, files = run_interleaved(stores, {s.name: w for s in stores}, where, repeat,
+                                         warmup)
+        where.rmdir()
+        rows = summarise(samples)
+        for r in rows:
+            r["value_bytes"] = size
+            r["median_mb_per_s"] = r["median"] * size / 1e6
+        medians = {(r["store"], r["op"]): r["median"] for r in rows}
+        ratios = {op: {r["store"]: medians["mmkv", op] / r["median"] for r in rows
+                       if r["op"] == op and r["store"] != "mmkv"}
+                  for op in VALUE_OPS if ("mmkv", op) in medians}
+        out["sizes"][str(size)] = {"n": n, "value_bytes": size, "summary": rows,
+                                   "ratios_mmkv_over_peer": ratios, "file_bytes": files,
+                                   "samples": samples}
+        log(f"  values {size} B x {n}: {time.perf_counter() - started:.1f} s")
+        del w
+        gc.collect()
+    return out
+
+
+def format_values(figure: dict) -> str:
+    lines = [f"{'value':>8} {'n':>7} {'op':<10} {'store':<16} {'median ops/s':>13}"
+             f" {'MB/s':>9} {'mmkv/it':>8}"]
+    for size, entry in figure["sizes"].items():
+        for r in sorted(entry["summary"], key=lambda r: VALUE_OPS.index(r["op"])):
+            ratio = entry["ratios_mmkv_over_peer"].get(r["op"], {}).get(r["store"])
+            lines.append(f"{size:>8} {entry['n']:>7} {r['op']:<10} {r['store']:<16}"
+                         f" {human(r['median']):>13} {r['median_mb_per_s']:>9.1f}"
+                         + (f" {ratio:>8.2f}" if ratio is not None else ""))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- busy threads
+
+def figure_busy(workdir: Path, w: Workload, budget: float, repeat: int, warmup: int) -> dict:
+    """busy.py's run, unchanged (get, miss, overwrite beside 0, 1, 3 spinning threads, for
+    dict, mmkv and lmdb), on the peer table's workload."""
+    where = workdir / "busy"
+    where.mkdir()
+    samples = busy.run_rounds(list(busy.STORES), w, where, int(budget * 1e9), repeat, warmup,
+                              log)
+    rows = busy.summarise(samples)
+    return {"tool": "tools/bench/busy.py", "n": w.n, "budget_s": budget, "repeat": repeat,
+            "warmup": warmup, "busy_threads": list(busy.BUSY), "chunk": busy.CHUNK,
+            "switch_interval_s": sys.getswitchinterval(), "summary": rows,
+            "ratios": busy.ratios(rows), "samples": samples}
+
+
 # --------------------------------------------------------------------------- the figures
 
 def headline(rows: list[dict], sizes: dict, figures: dict) -> dict[str, Any]:
@@ -682,11 +822,18 @@ def headline(rows: list[dict], sizes: dict, figures: dict) -> dict[str, Any]:
                                     for cache in ("warm", "cold")}
     if "scale" in figures:
         out["get_cost_vs_first_size (target <= 1.5)"] = {
-            n: e.get("skipped") or {kind: e[kind]["cost_vs_base"] for kind in ("mmkv", "lmdb")}
+            n: e.get("skipped") or {kind: e[kind]["cost_vs_base"]
+                                    for kind in ("mmkv", "dict", "lmdb")}
             for n, e in figures["scale"]["sizes"].items()}
     if "readers" in figures:
         out["two_readers_over_one (target >= 1.9)"] = {
             kind: figures["readers"][kind]["two_over_one"] for kind in ("mmkv", "lmdb")}
+    if "values" in figures:
+        out["values_mmkv_over_peer"] = {
+            f"{size} B (n={e['n']})": e["ratios_mmkv_over_peer"]
+            for size, e in figures["values"]["sizes"].items()}
+    if "busy" in figures:
+        out["busy_threads_ratios"] = figures["busy"]["ratios"]
     if "get_many" in figures:
         g = figures["get_many"]
         out["get_many_100_vs_100_gets"] = (g["single_over_get_many_100"] if g["available"]
@@ -696,7 +843,8 @@ def headline(rows: list[dict], sizes: dict, figures: dict) -> dict[str, Any]:
 
 def peer_versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for dist in ("lmdb", "diskcache", "sqlitedict", "UltraDict", "atomics", "redis", "cffi"):
+    for dist in ("lmdb", "diskcache", "sqlitedict", "UltraDict", "atomics", "redis", "rocksdict",
+                 "cffi"):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -707,9 +855,13 @@ def peer_versions() -> dict[str, str | None]:
 
 # --------------------------------------------------------------------------- command line
 
-DEFAULT_STORES = ("dict,mmkv,mmkv-shm,lmdb,ultradict,diskcache,sqlitedict,dbm,manager,redis,"
-                  "sqlitedict-autocommit,mmkv-durable,lmdb-sync")
-FIGURES = ("scale", "reopen", "readers", "get_many")
+DEFAULT_STORES = ("dict,mmkv,mmkv-shm,lmdb,rocksdict,ultradict,diskcache,sqlitedict,dbm,manager,"
+                  "redis,sqlitedict-autocommit,mmkv-durable,lmdb-sync")
+FIGURES = ("scale", "reopen", "readers", "get_many", "values", "busy")
+
+
+def int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -729,15 +881,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(FIGURES)}, or none")
     parser.add_argument("--scale-sizes", default=",".join(map(str, SCALE_SIZES)),
                         help="store sizes for the get-cost figure; the first is the base")
+    parser.add_argument("--reopen-keys", type=int, default=REOPEN_KEYS,
+                        help=f"keys in the reopened store ({REOPEN_KEYS})")
+    parser.add_argument("--value-sizes", type=int_list, default=list(VALUE_SIZES),
+                        help="value bytes of the values figure (10,1024,1048576)")
+    parser.add_argument("--value-n", type=int_list, default=list(VALUE_NS),
+                        help="keys per round at each of those sizes (100000,100000,1000)")
+    parser.add_argument("--busy-budget", type=float, default=1.0,
+                        help="seconds per loop in the busy figure (1.0; --quick: 0.3)")
     parser.add_argument("--dir", help="where the store files go (default: a disk-backed temp dir)")
     parser.add_argument("--note", default="", help="a remark kept in the JSON (machine state)")
     parser.add_argument("--out", help="write the raw results and machine info here as JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat, args.n_slow = min(args.repeat, 3), min(args.n_slow, 2_000)
+        args.busy_budget = min(args.busy_budget, 0.3)
     args.passes = 3 if args.quick else 5
-    if min(args.n, args.n_slow, args.n_sync, args.repeat) < 1 or args.warmup < 0:
-        parser.error("--n, --n-slow, --n-sync and --repeat must be positive")
+    if min(args.n, args.n_slow, args.n_sync, args.repeat, args.reopen_keys) < 1 \
+            or args.warmup < 0:
+        parser.error("--n, --n-slow, --n-sync, --repeat and --reopen-keys must be positive")
+    if len(args.value_sizes) != len(args.value_n) or min(args.value_sizes + args.value_n) < 1:
+        parser.error("--value-sizes and --value-n need as many positive numbers each")
+    unknown = [f for f in args.figures.split(",") if f and f not in (*FIGURES, "none")]
+    if unknown:
+        parser.error(f"unknown figure(s) {unknown}; known: {', '.join(FIGURES)}")
     return args
 
 
@@ -781,16 +948,30 @@ def main(argv: list[str] | None = None) -> int:
             sizes_wanted = tuple(int(s) for s in args.scale_sizes.split(","))
             figures["scale"] = figure_scale(work_path, args.seed, args.passes, sizes_wanted)
         if "reopen" in figures_wanted:
-            figures["reopen"] = figure_reopen(work_path, args.seed, 2 * args.passes)
+            figures["reopen"] = figure_reopen(work_path, args.seed, 2 * args.passes,
+                                              args.reopen_keys)
         if "readers" in figures_wanted:
             figures["readers"] = figure_readers(work_path, full, args.repeat, args.passes)
         if "get_many" in figures_wanted:
             figures["get_many"] = figure_get_many(work_path, full, args.passes)
+        if "values" in figures_wanted:
+            figures["values"] = figure_values(work_path, args.seed, args.value_sizes,
+                                              args.value_n, args.passes, args.warmup)
+            notes.extend(figures["values"]["notes"])
+        if "busy" in figures_wanted:
+            figures["busy"] = figure_busy(work_path, full, args.busy_budget,
+                                          min(args.repeat, 3), args.warmup)
         info["load_average_end"] = os.getloadavg()
     rows = summarise(samples)
     table = peer_ratios(rows)
     heads = headline(rows, sizes, figures)
     print(format_peers(rows, table))
+    if "values" in figures:
+        print("\nvalue sizes (MB/s: value bytes only)")
+        print(format_values(figures["values"]))
+    if "busy" in figures:
+        print("\nbusy threads (busy.py)")
+        print(busy.report(figures["busy"]["summary"], figures["busy"]["ratios"]))
     print("\nissue 11 figures")
     for name, value in heads.items():
         print(f"  {name}: {json.dumps(value, default=str)}")
@@ -811,7 +992,10 @@ def write_json(args, info, rows, table, sizes, heads, figures, samples, notes, w
         "workload": {"n": args.n, "n_per_store": {k: w.n for k, w in workloads.items()},
                      "key_len": bench.KEY_LEN, "value_len": bench.VALUE_LEN, "seed": args.seed,
                      "repeat": args.repeat, "warmup": args.warmup, "passes": args.passes,
-                     "lmdb_map_size": bench.LMDB_MAP_SIZE, "ultradict_buffer": ULTRADICT_BUFFER},
+                     "lmdb_map_size": bench.LMDB_MAP_SIZE, "ultradict_buffer": ULTRADICT_BUFFER,
+                     "reopen_keys": args.reopen_keys, "value_sizes": args.value_sizes,
+                     "value_n": args.value_n, "value_pool_bytes": VALUE_POOL_BYTES,
+                     "busy_budget_s": args.busy_budget},
         "machine": info,
         "summary": rows,
         "ratios_mmkv_over_peer": table,
