@@ -412,8 +412,8 @@ static PyObject *mmkv_py_h_addr(PyObject *self, void *closure)
 static int mmkv_py_h_set_addr(PyObject *self, PyObject *value, void *closure)
 {
     (void)closure;
-    if (!value) {
-        PyErr_SetString(PyExc_AttributeError, "_addr cannot be deleted");
+    if (!value || ((mmkv_py_handle *)self)->s) {   /* set once, by Store.__init__ */
+        PyErr_SetString(PyExc_AttributeError, "_addr is set once and never deleted");
         return -1;
     }
     void *p = PyLong_AsVoidPtr(value);

@@ -514,3 +514,14 @@ def test_shelf_writeback_persists_mutated_objects(store_path):
         shelf["items"].append(2)
     with shelve.Shelf(mmkv.open(store_path, "r")) as shelf:
         assert shelf["items"] == [1, 2]
+
+
+def test_handle_address_cannot_be_replaced_or_deleted(db):
+    """The C base holds the core's handle; Python code cannot point an open Store at
+    another address (a crash) or drop it: AttributeError, and the store keeps working."""
+    db[b"a"] = b"1"
+    with pytest.raises(AttributeError):
+        db._addr = 5
+    with pytest.raises(AttributeError):
+        del db._addr
+    assert db[b"a"] == b"1"
